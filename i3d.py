@@ -1,0 +1,460 @@
+"""Inception-v1 Inflated 3D ConvNet (I3D) as Sonnet 2 modules.
+
+The architecture is that of "Quo Vadis, Action Recognition? A New Model and the
+Kinetics Dataset" (Carreira and Zisserman, CVPR 2017), as released in
+kinetics-i3d. Module and endpoint names follow the release so that the
+released checkpoints map onto this module name for name (see checkpoints.py).
+
+Usage:
+
+  model = i3d.InceptionI3d(num_classes=400, final_endpoint='Logits')
+  logits, end_points = model(video, is_training=False)  # video: [B,T,H,W,C]
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+
+import sonnet as snt
+import tensorflow as tf
+
+# The original 18 endpoints, in network order.
+VALID_ENDPOINTS = (
+    'Conv3d_1a_7x7',
+    'MaxPool3d_2a_3x3',
+    'Conv3d_2b_1x1',
+    'Conv3d_2c_3x3',
+    'MaxPool3d_3a_3x3',
+    'Mixed_3b',
+    'Mixed_3c',
+    'MaxPool3d_4a_3x3',
+    'Mixed_4b',
+    'Mixed_4c',
+    'Mixed_4d',
+    'Mixed_4e',
+    'Mixed_4f',
+    'MaxPool3d_5a_2x2',
+    'Mixed_5b',
+    'Mixed_5c',
+    'Logits',
+    'Predictions',
+)
+
+# BatchNorm settings of the Sonnet 1 module the release was trained with. They
+# are pinned here because Sonnet 2's defaults differ.
+BN_DECAY = 0.999
+BN_EPS = 1e-3
+
+# The Logits head: a [2,7,7] VALID average pool over the Mixed_5c features.
+LOGITS_POOL = (2, 7, 7)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+  name: str
+  channels: int
+  kernel: Tuple[int, int, int]
+  stride: Tuple[int, int, int] = (1, 1, 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolSpec:
+  name: str
+  kernel: Tuple[int, int, int]
+  stride: Tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class MixedSpec:
+  """An Inception block: four branches concatenated on channels.
+
+  Branch_0: 1x1x1 conv. Branch_1: 1x1x1 reduce then 3x3x3 conv. Branch_2: the
+  same with other widths. Branch_3: 3x3x3 stride-1 max pool then 1x1x1 conv.
+  """
+  name: str
+  b0: int
+  b1: Tuple[int, int]
+  b2: Tuple[int, int]
+  b3: int
+  # The name of Branch_2's 3x3x3 conv. The original code wrote each block out
+  # by hand, and in Mixed_5b that conv was called 'Conv3d_0a_3x3' instead of
+  # 'Conv3d_0b_3x3'. The released checkpoints carry that name, so we keep it.
+  b2_conv_name: str = 'Conv3d_0b_3x3'
+
+  @property
+  def out_channels(self) -> int:
+    return self.b0 + self.b1[1] + self.b2[1] + self.b3
+
+
+# The whole trunk, Conv3d_1a_7x7 to Mixed_5c, one row per endpoint.
+LAYER_SPECS = (
+    ConvSpec('Conv3d_1a_7x7', 64, (7, 7, 7), (2, 2, 2)),
+    PoolSpec('MaxPool3d_2a_3x3', (1, 3, 3), (1, 2, 2)),
+    ConvSpec('Conv3d_2b_1x1', 64, (1, 1, 1)),
+    ConvSpec('Conv3d_2c_3x3', 192, (3, 3, 3)),
+    PoolSpec('MaxPool3d_3a_3x3', (1, 3, 3), (1, 2, 2)),
+    MixedSpec('Mixed_3b', 64, (96, 128), (16, 32), 32),
+    MixedSpec('Mixed_3c', 128, (128, 192), (32, 96), 64),
+    PoolSpec('MaxPool3d_4a_3x3', (3, 3, 3), (2, 2, 2)),
+    MixedSpec('Mixed_4b', 192, (96, 208), (16, 48), 64),
+    MixedSpec('Mixed_4c', 160, (112, 224), (24, 64), 64),
+    MixedSpec('Mixed_4d', 128, (128, 256), (24, 64), 64),
+    MixedSpec('Mixed_4e', 112, (144, 288), (32, 64), 64),
+    MixedSpec('Mixed_4f', 256, (160, 320), (32, 128), 128),
+    PoolSpec('MaxPool3d_5a_2x2', (2, 2, 2), (2, 2, 2)),
+    MixedSpec('Mixed_5b', 256, (160, 320), (32, 128), 128,
+              b2_conv_name='Conv3d_0a_3x3'),
+    MixedSpec('Mixed_5c', 384, (192, 384), (48, 128), 128),
+)
+_SPECS_BY_NAME = {spec.name: spec for spec in LAYER_SPECS}
+
+# The unit that computes the logits, under the 'Logits' scope.
+LOGITS_UNIT = 'Logits/Conv3d_0c_1x1'
+FEATURE_CHANNELS = 1024  # Mixed_5c output channels.
+
+Spec = Union[ConvSpec, PoolSpec, MixedSpec]
+
+
+def mixed_branches(spec: MixedSpec):
+  """Yields (unit_path_suffix, out_channels, kernel) of a block's four convs..
+
+  The paths are relative to the block, e.g. 'Branch_1/Conv3d_0b_3x3'.
+  """
+  yield 'Branch_0/Conv3d_0a_1x1', spec.b0, (1, 1, 1)
+  yield 'Branch_1/Conv3d_0a_1x1', spec.b1[0], (1, 1, 1)
+  yield 'Branch_1/Conv3d_0b_3x3', spec.b1[1], (3, 3, 3)
+  yield 'Branch_2/Conv3d_0a_1x1', spec.b2[0], (1, 1, 1)
+  yield f'Branch_2/{spec.b2_conv_name}', spec.b2[1], (3, 3, 3)
+  yield 'Branch_3/Conv3d_0b_1x1', spec.b3, (1, 1, 1)
+
+
+def strides_up_to(endpoint: str) -> Tuple[int, int, int]:
+  """Total (time, height, width) stride of the trunk at `endpoint`."""
+  _check_endpoint('endpoint', endpoint)
+  total = [1, 1, 1]
+  for spec in LAYER_SPECS:
+    stride = getattr(spec, 'stride', (1, 1, 1))
+    total = [t * s for t, s in zip(total, stride)]
+    if spec.name == endpoint:
+      break
+  return tuple(total)
+
+
+def min_input_size(endpoint: str = 'Logits') -> Tuple[int, int]:
+  """The smallest (frames, pixels) an input may have to reach `endpoint`.
+
+  Every trunk layer uses 'SAME' padding, so any size reaches Mixed_5c. The
+  Logits head needs a Mixed_5c map of at least [2,7,7] for its VALID pool.
+  With 'SAME' padding each stride-s layer maps n to ceil(n/s), so the input
+  needs ceil(n/8) >= 2 frames and ceil(n/32) >= 7 pixels.
+  """
+  _check_endpoint('endpoint', endpoint)
+  if endpoint not in ('Logits', 'Predictions'):
+    return 1, 1
+  st, sh, _ = strides_up_to('Mixed_5c')
+  return (LOGITS_POOL[0] - 1) * st + 1, (LOGITS_POOL[1] - 1) * sh + 1
+
+
+def _check_endpoint(arg: str, endpoint: str) -> None:
+  if endpoint not in VALID_ENDPOINTS:
+    raise ValueError(
+        f'Unknown `{arg}` {endpoint!r}; valid values are, in network order: '
+        f'{", ".join(VALID_ENDPOINTS)}.')
+
+
+class Unit3D(snt.Module):
+  """Conv3D ('SAME', no bias) -> Sonnet-1-style BatchNorm -> activation."""
+
+  def __init__(self,
+               output_channels: int,
+               kernel_shape: Sequence[int] = (1, 1, 1),
+               stride: Sequence[int] = (1, 1, 1),
+               activation_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = (
+                   tf.nn.relu),
+               use_batch_norm: bool = True,
+               use_bias: bool = False,
+               name: str = 'unit_3d'):
+    super().__init__(name=name)
+    self.output_channels = output_channels
+    self.kernel_shape = tuple(kernel_shape)
+    self.stride = tuple(stride)
+    self.activation_fn = activation_fn
+    self.use_batch_norm = use_batch_norm
+    self.use_bias = use_bias
+    self.conv_3d = snt.Conv3D(
+        output_channels=output_channels,
+        kernel_shape=self.kernel_shape,
+        stride=self.stride,
+        padding='SAME',
+        with_bias=use_bias,
+        name='conv_3d')
+    self.batch_norm = None
+    if use_batch_norm:
+      # Sonnet 1's snt.BatchNorm() as the release used it: offset only.
+      self.batch_norm = snt.BatchNorm(
+          create_scale=False,
+          create_offset=True,
+          decay_rate=BN_DECAY,
+          eps=BN_EPS,
+          name='batch_norm')
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    net = self.conv_3d(inputs)
+    if self.batch_norm is not None:
+      net = self.batch_norm(net, is_training=is_training,
+                            test_local_stats=False)
+    if self.activation_fn is not None:
+      net = self.activation_fn(net)
+    return net
+
+
+def max_pool(inputs: tf.Tensor, kernel: Sequence[int],
+             stride: Sequence[int]) -> tf.Tensor:
+  return tf.nn.max_pool3d(inputs, ksize=[1, *kernel, 1],
+                          strides=[1, *stride, 1], padding='SAME')
+
+
+class Mixed(snt.Module):
+  """One Inception block, built from a MixedSpec."""
+
+  def __init__(self, spec: MixedSpec):
+    super().__init__(name=spec.name)
+    self.spec = spec
+    self.units: Dict[str, Unit3D] = collections.OrderedDict()
+    for path, channels, kernel in mixed_branches(spec):
+      branch, unit_name = path.split('/')
+      with tf.name_scope(branch):
+        self.units[path] = Unit3D(channels, kernel, name=unit_name)
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+    u = self.units
+    spec = self.spec
+    b0 = u['Branch_0/Conv3d_0a_1x1'](inputs, is_training)
+    b1 = u['Branch_1/Conv3d_0a_1x1'](inputs, is_training)
+    b1 = u['Branch_1/Conv3d_0b_3x3'](b1, is_training)
+    b2 = u['Branch_2/Conv3d_0a_1x1'](inputs, is_training)
+    b2 = u[f'Branch_2/{spec.b2_conv_name}'](b2, is_training)
+    b3 = max_pool(inputs, (3, 3, 3), (1, 1, 1))
+    b3 = u['Branch_3/Conv3d_0b_1x1'](b3, is_training)
+    return tf.concat([b0, b1, b2, b3], axis=4)
+
+
+class InceptionI3d(snt.Module):
+  """Inception-v1 I3D, from the input video to `final_endpoint`.
+
+  Calling the module returns `(output, end_points)`: the output of
+  `final_endpoint` and a dict of every endpoint up to it. Shapes for a
+  [B, T, 224, 224, C] input (SAME padding: each stride s maps n to ceil(n/s)):
+
+    Conv3d_1a_7x7     [B, T/2, 112, 112, 64]
+    MaxPool3d_2a_3x3  [B, T/2,  56,  56, 64]
+    Conv3d_2b_1x1     [B, T/2,  56,  56, 64]
+    Conv3d_2c_3x3     [B, T/2,  56,  56, 192]
+    MaxPool3d_3a_3x3  [B, T/2,  28,  28, 192]
+    Mixed_3b          [B, T/2,  28,  28, 256]
+    Mixed_3c          [B, T/2,  28,  28, 480]
+    MaxPool3d_4a_3x3  [B, T/4,  14,  14, 480]
+    Mixed_4b..4e      [B, T/4,  14,  14, 512, 512, 512, 528]
+    Mixed_4f          [B, T/4,  14,  14, 832]
+    MaxPool3d_5a_2x2  [B, T/8,   7,   7, 832]
+    Mixed_5b          [B, T/8,   7,   7, 832]
+    Mixed_5c          [B, T/8,   7,   7, 1024]
+    Logits            [B, num_classes]  (averaged over T/8 - 1 positions;
+                                         [B, 1, 1, num_classes] unsqueezed)
+    Predictions       softmax of Logits
+  """
+
+  VALID_ENDPOINTS = VALID_ENDPOINTS
+
+  def __init__(self,
+               num_classes: int = 400,
+               spatial_squeeze: bool = True,
+               final_endpoint: str = 'Logits',
+               name: str = 'inception_i3d'):
+    """Builds the submodules up to `final_endpoint`.
+
+    Args:
+      num_classes: Number of output classes of the Logits layer.
+      spatial_squeeze: Whether to squeeze the spatial dims of the logits.
+      final_endpoint: The last endpoint to compute; one of VALID_ENDPOINTS.
+      name: Module name; 'inception_i3d' matches the release.
+
+    Raises:
+      ValueError: if `final_endpoint` or `num_classes` is not valid.
+    """
+    _check_endpoint('final_endpoint', final_endpoint)
+    if not isinstance(num_classes, int) or num_classes < 1:
+      raise ValueError(
+          f'`num_classes` must be a positive int; got {num_classes!r}.')
+    super().__init__(name=name)
+    self.num_classes = num_classes
+    self.spatial_squeeze = spatial_squeeze
+    self.final_endpoint = final_endpoint
+    self.in_channels: Optional[int] = None
+
+    # Every Unit3D by its release path, e.g. 'Mixed_3b/Branch_1/Conv3d_0b_3x3'.
+    self.units: Dict[str, Unit3D] = collections.OrderedDict()
+    self.layers: Dict[str, Union[Unit3D, Mixed, PoolSpec]] = (
+        collections.OrderedDict())
+    final_index = VALID_ENDPOINTS.index(final_endpoint)
+    for spec in LAYER_SPECS:
+      if VALID_ENDPOINTS.index(spec.name) > final_index:
+        break
+      if isinstance(spec, ConvSpec):
+        unit = Unit3D(spec.channels, spec.kernel, spec.stride, name=spec.name)
+        self.units[spec.name] = unit
+        self.layers[spec.name] = unit
+      elif isinstance(spec, MixedSpec):
+        block = Mixed(spec)
+        for path, unit in block.units.items():
+          self.units[f'{spec.name}/{path}'] = unit
+        self.layers[spec.name] = block
+      else:
+        self.layers[spec.name] = spec
+    self.logits_unit = None
+    if final_index >= VALID_ENDPOINTS.index('Logits'):
+      with tf.name_scope('Logits'):
+        self.logits_unit = Unit3D(
+            num_classes, (1, 1, 1), activation_fn=None,
+            use_batch_norm=False, use_bias=True, name='Conv3d_0c_1x1')
+      self.units[LOGITS_UNIT] = self.logits_unit
+
+  def _check_inputs(self, inputs: tf.Tensor,
+                    dropout_keep_prob: Union[float, tf.Tensor]) -> None:
+    if isinstance(dropout_keep_prob, (int, float)) and not (
+        0.0 < dropout_keep_prob <= 1.0):
+      raise ValueError(
+          f'`dropout_keep_prob` must be in (0, 1]; got {dropout_keep_prob!r}.')
+    shape = inputs.shape
+    if shape.rank != 5:
+      raise ValueError(
+          f'`inputs` must be rank 5, [batch, frames, height, width, channels];'
+          f' got shape {shape}.')
+    channels = shape[-1]
+    if channels is None:
+      raise ValueError(f'`inputs` must have a known channel count; got shape '
+                       f'{shape}.')
+    if self.in_channels is not None and channels != self.in_channels:
+      raise ValueError(
+          f'`inputs` has {channels} channels but this model\'s weights were '
+          f'built for {self.in_channels} (3 for RGB, 2 for flow); got shape '
+          f'{shape}.')
+    min_frames, min_pixels = min_input_size(self.final_endpoint)
+    for axis, minimum, what in ((1, min_frames, 'frames'),
+                                (2, min_pixels, 'pixels of height'),
+                                (3, min_pixels, 'pixels of width')):
+      if shape[axis] is not None and shape[axis] < minimum:
+        raise ValueError(
+            f'`inputs` is too small for final_endpoint '
+            f'{self.final_endpoint!r}: it needs at least {min_frames} frames '
+            f'and {min_pixels}x{min_pixels} pixels (the Logits head pools '
+            f'[2,7,7] VALID over Mixed_5c); got {shape[axis]} {what} in '
+            f'shape {shape}.')
+
+  def _dynamic_size_check(self, inputs: tf.Tensor):
+    """Runtime version of the size check for dims unknown while tracing."""
+    min_frames, min_pixels = min_input_size(self.final_endpoint)
+    if min_frames == 1 or None not in inputs.shape[1:4]:
+      return []
+    dyn = tf.shape(inputs)
+    message = (f'`inputs` is too small for final_endpoint '
+               f'{self.final_endpoint!r}: it needs at least {min_frames} '
+               f'frames and {min_pixels}x{min_pixels} pixels.')
+    return [tf.debugging.assert_greater_equal(
+        dyn[1:4], tf.constant([min_frames, min_pixels, min_pixels]),
+        message=message)]
+
+  def __call__(self, inputs: tf.Tensor, is_training: bool,
+               dropout_keep_prob: Union[float, tf.Tensor] = 1.0):
+    """Runs the network on `inputs` up to `final_endpoint`.
+
+    Args:
+      inputs: float32 [batch, frames, height, width, channels] in [-1, 1].
+      is_training: Whether BatchNorm uses batch statistics and updates its
+        moving averages (True) or uses the moving averages (False).
+      dropout_keep_prob: Keep probability of the dropout before the logits.
+        As in the release it applies whenever it is below 1.
+
+    Returns:
+      (output at final_endpoint, dict of every endpoint computed).
+
+    Raises:
+      ValueError: on a bad `dropout_keep_prob` or input shape.
+    """
+    inputs = tf.convert_to_tensor(inputs)
+    self._check_inputs(inputs, dropout_keep_prob)
+    checks = self._dynamic_size_check(inputs)
+    with tf.control_dependencies(checks):
+      net = tf.identity(inputs)
+    if self.in_channels is None:
+      self.in_channels = inputs.shape[-1]
+    end_points = {}
+    for name, layer in self.layers.items():
+      if isinstance(layer, PoolSpec):
+        net = max_pool(net, layer.kernel, layer.stride)
+      else:
+        net = layer(net, is_training)
+      end_points[name] = net
+      if name == self.final_endpoint:
+        return net, end_points
+
+    net = tf.nn.avg_pool3d(net, ksize=[1, *LOGITS_POOL, 1],
+                           strides=[1, 1, 1, 1, 1], padding='VALID')
+    net = self.logits_head(net, is_training, dropout_keep_prob)
+    end_points['Logits'] = net
+    if self.final_endpoint == 'Logits':
+      return net, end_points
+    predictions = tf.nn.softmax(net)
+    end_points['Predictions'] = predictions
+    return predictions, end_points
+
+  def logits_head(self, pooled: tf.Tensor, is_training: bool,
+                  dropout_keep_prob: Union[float, tf.Tensor] = 1.0
+                  ) -> tf.Tensor:
+    """Dropout, 1x1x1 conv, squeeze and time average of pooled features.
+
+    Args:
+      pooled: [B, T', H', W', 1024], the [2,7,7]-pooled Mixed_5c map.
+      is_training: passed to the conv unit (it has no BatchNorm).
+      dropout_keep_prob: keep probability of the dropout.
+
+    Returns:
+      [B, num_classes] logits averaged over T' ([B, H', W', classes] when
+      spatial_squeeze is False).
+    """
+    net = pooled
+    if not (isinstance(dropout_keep_prob, (int, float)) and
+            dropout_keep_prob == 1.0):
+      net = tf.nn.dropout(net, rate=1.0 - dropout_keep_prob)
+    logits = self.logits_unit(net, is_training=is_training)
+    if self.spatial_squeeze:
+      logits = tf.squeeze(logits, [2, 3], name='SpatialSqueeze')
+    return tf.reduce_mean(logits, axis=1)
+
+  def create_variables(self, in_channels: int) -> None:
+    """Creates every variable without a full-size forward pass.
+
+    All trunk layers are 'SAME', so a 1x1x1 input creates their weights; the
+    logits unit is then run directly on that 1x1x1 Mixed_5c output.
+
+    Args:
+      in_channels: 3 for RGB, 2 for flow.
+    """
+    if self.in_channels is not None:
+      if in_channels != self.in_channels:
+        raise ValueError(
+            f'`in_channels` {in_channels} differs from the {self.in_channels} '
+            'this model was built for.')
+      return
+    if not isinstance(in_channels, int) or in_channels < 1:
+      raise ValueError(
+          f'`in_channels` must be a positive int; got {in_channels!r}.')
+    net = tf.zeros([1, 1, 1, 1, in_channels])
+    for layer in self.layers.values():
+      if not isinstance(layer, PoolSpec):
+        net = layer(net, is_training=False)
+    if self.logits_unit is not None:
+      self.logits_unit(net, is_training=False)
+    self.in_channels = in_channels
