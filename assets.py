@@ -1,0 +1,590 @@
+"""The original kinetics-i3d release files: which exist, fetching, verifying.
+
+The release is the `data/` folder of the kinetics-i3d repository
+(RELEASE_REPO_URL; plain git blobs, no LFS). Every file is pinned here by its
+git blob id, so a file is accepted only if it is byte for byte the released
+one, wherever it came from: raw.githubusercontent.com (the default), a mirror
+(`base_url`) or a local clone (`source_dir`).
+
+Files are written to a temporary file beside their destination and moved into
+place only once verified, so an interrupted or failed fetch never leaves a
+half-written file behind. Files already present and verified are left alone.
+
+Usage:
+
+  paths = assets.files_for('joint', imagenet_pretrained=True)
+  if assets.missing(paths, root):
+    print(assets.fetch_hint(assets.missing(paths, root), root=root))
+  report = assets.fetch(paths, dest_root=root)   # raises AssetError on failure
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import functools
+import hashlib
+import http.client
+import os
+import secrets
+import shutil
+import sys
+from typing import BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from absl import logging
+import tqdm
+
+RELEASE_REPO_URL = 'https://github.com/google-deepmind/kinetics-i3d'
+DEFAULT_BASE_URL = (
+    'https://raw.githubusercontent.com/google-deepmind/kinetics-i3d/master/')
+
+# The folder holding this file, fetch_assets.py and (once fetched) data/.
+REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
+
+# Git blob id (sha1 over b'blob <size>\0' + content) of every release file, from
+# the master branch of RELEASE_REPO_URL. out/*.txt are the release's golden
+# outputs; this project commits them, so they are listed but never fetched.
+RELEASE_BLOBS: Dict[str, str] = {
+    'data/checkpoints/flow_imagenet/checkpoint':
+        'b1d98a470052b65ddfb29656d5b1b8dff29b169e',
+    'data/checkpoints/flow_imagenet/model.ckpt.data-00000-of-00001':
+        'bf56831f663abc3de0d35f193030b73a3df7fb61',
+    'data/checkpoints/flow_imagenet/model.ckpt.index':
+        '8217f9450d851d24782aaf1af01c5c3b35b81a35',
+    'data/checkpoints/flow_imagenet/model.ckpt.meta':
+        '084e3ed7a9e7efc559ccee773097c71be7196780',
+    'data/checkpoints/flow_scratch/checkpoint':
+        '4441936dd6ed920127c129e15b311959c1e9f8c6',
+    'data/checkpoints/flow_scratch/model.ckpt.data-00000-of-00001':
+        '1d6a0b68f32544af11111342857e47e30d13afa9',
+    'data/checkpoints/flow_scratch/model.ckpt.index':
+        '193bc425100f3978c793da66bd9eb54baea8dc6a',
+    'data/checkpoints/flow_scratch/model.ckpt.meta':
+        'fa8d81c913ef531e8007a292db2e4969033e7cf9',
+    'data/checkpoints/rgb_imagenet/checkpoint':
+        '4ca69b22d0b129450e6fd8532e297795daa08ae1',
+    'data/checkpoints/rgb_imagenet/model.ckpt.data-00000-of-00001':
+        '2958652e0c9c48a65010c0ebda5c9cfd4edc7c18',
+    'data/checkpoints/rgb_imagenet/model.ckpt.index':
+        '5ab1058b8f4f89a896c01f67c0a4c96a31548af7',
+    'data/checkpoints/rgb_imagenet/model.ckpt.meta':
+        '5959445a7c2adf3ea0968e22612085a5c4bce4d2',
+    'data/checkpoints/rgb_scratch/checkpoint':
+        'd0c807cae5dd117942f2673f28503c5ebfd431b7',
+    'data/checkpoints/rgb_scratch/model.ckpt.data-00000-of-00001':
+        'fa7df95674dbf3579e7fccd954e51e706b4734c1',
+    'data/checkpoints/rgb_scratch/model.ckpt.index':
+        '84dd4518e982d9ca6ce1ff02e95fca2e8cbb1f73',
+    'data/checkpoints/rgb_scratch/model.ckpt.meta':
+        '41ff43137ea26b1f26853429e7458e3519e071a9',
+    'data/checkpoints/rgb_scratch_kin600/checkpoint':
+        'febd7d546081c498d644978b31e8c836a8931736',
+    'data/checkpoints/rgb_scratch_kin600/model.ckpt.data-00000-of-00001':
+        '6392a74c3180e706cabada39d8f40a50a48642e5',
+    'data/checkpoints/rgb_scratch_kin600/model.ckpt.index':
+        'd378d8f01215fe92a29cd170f040c284070e9cd5',
+    'data/checkpoints/rgb_scratch_kin600/model.ckpt.meta':
+        'a2d73a13a94a9470b5e5949cbf7d244469e31a5b',
+    'data/label_map.txt': 'cdaafcb1415eee46483561e78cb4747cce76a933',
+    'data/label_map_600.txt': '639e9c91fa8a941ea57942872fae55628d590b42',
+    'data/v_CricketShot_g04_c01_flow.gif':
+        'c69232fcf20b007564f53df20371e55f38882bb9',
+    'data/v_CricketShot_g04_c01_flow.npy':
+        'ee00e78e6f380caa5463de878d7c85ad7a01e668',
+    'data/v_CricketShot_g04_c01_rgb.gif':
+        '688ca2fe1a32cdb111f57b6bafc9068095dc3bbd',
+    'data/v_CricketShot_g04_c01_rgb.npy':
+        'd756c5020a6e0fb56a99b210e32f5865da712bba',
+    'out/imagenet_flow.txt': 'b9d8fa609734fb4548d8fe14c56833e0479ccdd7',
+    'out/imagenet_joint.txt': '81297d85aec86d6b126e37f52b5779fb671fcbf9',
+    'out/imagenet_rgb.txt': '69af33e30c2a69faffad6475a041fe44f7a92f10',
+    'out/no_imagenet_flow.txt': 'b9d8fa609734fb4548d8fe14c56833e0479ccdd7',
+    'out/no_imagenet_joint.txt': '81297d85aec86d6b126e37f52b5779fb671fcbf9',
+    'out/no_imagenet_rgb.txt': '69af33e30c2a69faffad6475a041fe44f7a92f10',
+}
+
+CHECKPOINT_NAMES = ('rgb_imagenet', 'flow_imagenet', 'rgb_scratch',
+                    'flow_scratch', 'rgb_scratch_kin600')
+STREAMS = ('rgb', 'flow')
+EVAL_TYPES = ('rgb', 'rgb600', 'flow', 'joint')
+LABEL_MAPS = ('data/label_map.txt', 'data/label_map_600.txt')
+
+# What restoring a checkpoint needs, and what it does not: the graph def
+# (`.meta`) and the `checkpoint` state file, whose paths are absolute paths on
+# the original authors' machines.
+CHECKPOINT_FILES = ('model.ckpt.index', 'model.ckpt.data-00000-of-00001')
+CHECKPOINT_EXTRA_FILES = ('model.ckpt.meta', 'checkpoint')
+
+_CHUNK_BYTES = 1 << 20
+# Files at least this large get a progress bar; smaller ones only a log line.
+_PROGRESS_MIN_BYTES = 1 << 20
+_TEMP_SUFFIX = '.part'
+
+
+class AssetError(RuntimeError):
+  """A release file could not be fetched or verified.
+
+  Attributes:
+    report: The FetchReport of the fetch that failed, if any.
+  """
+
+  def __init__(self, message: str, report: Optional[FetchReport] = None):
+    super().__init__(message)
+    self.report = report
+
+
+@dataclasses.dataclass
+class FetchReport:
+  """What `fetch` did with each requested file (relative paths).
+
+  Attributes:
+    downloaded: Fetched and verified, absent before.
+    replaced: Present but failing verification; fetched again and verified.
+    verified: Present and verified already; left untouched.
+    failed: Path -> why it could not be fetched or verified.
+  """
+  downloaded: List[str] = dataclasses.field(default_factory=list)
+  replaced: List[str] = dataclasses.field(default_factory=list)
+  verified: List[str] = dataclasses.field(default_factory=list)
+  failed: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+  @property
+  def ok(self) -> bool:
+    return not self.failed
+
+  def summary(self) -> str:
+    """One line per outcome, e.g. '2 downloaded, 1 already verified...'."""
+    return (f'{len(self.downloaded)} downloaded, '
+            f'{len(self.replaced)} replaced (failed verification before), '
+            f'{len(self.verified)} already verified, '
+            f'{len(self.failed)} failed.')
+
+
+def checkpoint_files(name: str, extras: bool = False) -> List[str]:
+  """The release paths of one checkpoint.
+
+  Args:
+    name: One of CHECKPOINT_NAMES.
+    extras: Also list the `.meta` graph def and the `checkpoint` state file,
+      which restoring does not need.
+
+  Returns:
+    Paths relative to the repository root.
+
+  Raises:
+    ValueError: `name` is not a release checkpoint.
+  """
+  if name not in CHECKPOINT_NAMES:
+    raise ValueError(f'checkpoint name must be one of {CHECKPOINT_NAMES}, '
+                     f'got {name!r}.')
+  names = CHECKPOINT_FILES + (CHECKPOINT_EXTRA_FILES if extras else ())
+  return [f'data/checkpoints/{name}/{f}' for f in names]
+
+
+def sample_files(stream: str, gif: bool = False) -> List[str]:
+  """The release's sample input (v_CricketShot_g04_c01) for one stream.
+
+  Args:
+    stream: One of STREAMS.
+    gif: Also list the GIF rendering of the sample, which nothing needs.
+
+  Returns:
+    Paths relative to the repository root.
+
+  Raises:
+    ValueError: `stream` is not one of STREAMS.
+  """
+  if stream not in STREAMS:
+    raise ValueError(f'stream must be one of {STREAMS}, got {stream!r}.')
+  exts = ('npy', 'gif') if gif else ('npy',)
+  return [f'data/v_CricketShot_g04_c01_{stream}.{ext}' for ext in exts]
+
+
+def release_files(checkpoints: Sequence[str] = CHECKPOINT_NAMES,
+                  samples: Sequence[str] = STREAMS,
+                  extras: bool = False) -> List[str]:
+  """A selection of release files; the defaults are what evaluation needs.
+
+  Args:
+    checkpoints: Names from CHECKPOINT_NAMES.
+    samples: Streams from STREAMS whose sample input to include.
+    extras: Also include the `.meta` and `checkpoint` files of the selected
+      checkpoints and the GIFs of the selected samples.
+
+  Returns:
+    Sorted paths relative to the repository root; the label maps are always
+    included.
+
+  Raises:
+    ValueError: An unknown checkpoint name or stream.
+  """
+  paths = set(LABEL_MAPS)
+  for name in checkpoints:
+    paths.update(checkpoint_files(name, extras=extras))
+  for stream in samples:
+    paths.update(sample_files(stream, gif=extras))
+  return sorted(paths)
+
+
+def checkpoint_names(eval_type: str,
+                     imagenet_pretrained: bool) -> Dict[str, str]:
+  """Which release checkpoint each stream of `eval_type` uses.
+
+  Args:
+    eval_type: One of EVAL_TYPES: 'rgb', 'flow', 'joint' (both streams) or
+      'rgb600' (the Kinetics-600 RGB model).
+    imagenet_pretrained: Use the `*_imagenet` checkpoints rather than the
+      `*_scratch` ones. Ignored for 'rgb600': the release has no
+      ImageNet-pretrained Kinetics-600 checkpoint, so it always uses
+      rgb_scratch_kin600.
+
+  Returns:
+    Stream ('rgb' or 'flow') -> checkpoint name, in stream order.
+
+  Raises:
+    ValueError: `eval_type` is not one of EVAL_TYPES.
+  """
+  if eval_type not in EVAL_TYPES:
+    raise ValueError(
+        f'eval_type must be one of {EVAL_TYPES}, got {eval_type!r}.')
+  if eval_type == 'rgb600':
+    return {'rgb': 'rgb_scratch_kin600'}
+  streams = list(STREAMS) if eval_type == 'joint' else [eval_type]
+  suffix = 'imagenet' if imagenet_pretrained else 'scratch'
+  return {s: f'{s}_{suffix}' for s in streams}
+
+
+def label_map_for(eval_type: str) -> str:
+  """The label map path (relative to the repo root) for `eval_type`."""
+  return LABEL_MAPS[1] if eval_type == 'rgb600' else LABEL_MAPS[0]
+
+
+def files_for(eval_type: str, imagenet_pretrained: bool) -> List[str]:
+  """The release files that evaluating the sample needs.
+
+  Args:
+    eval_type: One of EVAL_TYPES; see checkpoint_names.
+    imagenet_pretrained: see checkpoint_names.
+
+  Returns:
+    Sorted paths relative to the repository root: checkpoint index and data
+    files, the label map and the sample inputs of the streams used.
+
+  Raises:
+    ValueError: `eval_type` is not one of EVAL_TYPES.
+  """
+  names = checkpoint_names(eval_type, imagenet_pretrained)
+  paths = [label_map_for(eval_type)]
+  for stream, name in names.items():
+    paths += checkpoint_files(name)
+    paths += sample_files(stream)
+  return sorted(paths)
+
+
+def git_blob_id(path: str) -> str:
+  """The git blob id of a file, as `git hash-object` prints it.
+
+  Args:
+    path: The file to hash; it is read in chunks, never whole.
+
+  Returns:
+    40 lowercase hex digits: sha1 over b'blob <size>\\0' followed by the bytes.
+  """
+  with open(path, 'rb') as f:
+    size = os.fstat(f.fileno()).st_size
+    digest = _blob_hasher(size)
+    for chunk in iter(lambda: f.read(_CHUNK_BYTES), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def missing(paths: Sequence[str], root: str = '.') -> List[str]:
+  """The given relative paths that are absent under `root`.
+
+  Only existence is checked; `fetch` also verifies content.
+
+  Args:
+    paths: Paths relative to `root`.
+    root: The repository root.
+
+  Returns:
+    The absent paths, in the given order.
+  """
+  return [p for p in paths if not os.path.isfile(os.path.join(root, p))]
+
+
+def fetch_hint(paths: Sequence[str],
+               root: str = '.',
+               base_url: str = DEFAULT_BASE_URL) -> str:
+  """Tells a person how to get the given release files in place.
+
+  Args:
+    paths: Release paths (relative to `root`) that are missing or bad.
+    root: The repository root the files belong under.
+    base_url: Where the files are downloaded from.
+
+  Returns:
+    A multi-line message: the fetch_assets.py command that gets them, how to
+    use a local clone instead, and each file's URL with the path to put it at.
+  """
+  select = _fetch_flags(paths, root)
+  mirror = [] if base_url == DEFAULT_BASE_URL else [f'--base_url={base_url}']
+  command = ' '.join([f'python {_script_path()}'] + select + mirror)
+  from_clone = ' '.join([f'python {_script_path()}'] + select +
+                        ['--source_dir=<the clone>'])
+  lines = [
+      f'To get the {len(paths)} I3D release file(s) listed below, either:',
+      f'  * run: {command}',
+      f'  * or clone {RELEASE_REPO_URL} (plain git, no LFS) and run:',
+      f'      {from_clone}',
+      f'    (or copy the clone\'s data/ folder to '
+      f'{os.path.join(root, "data")})',
+      '  * or download each file and put it at the path shown:',
+  ]
+  for path in paths:
+    lines.append(f'      {_url(base_url, path)}')
+    lines.append(f'        -> {os.path.join(root, path)}')
+  return '\n'.join(lines)
+
+
+def fetch(paths: Optional[Sequence[str]] = None,
+          dest_root: str = '.',
+          base_url: str = DEFAULT_BASE_URL,
+          source_dir: Optional[str] = None,
+          progress: bool = True,
+          blobs: Optional[Mapping[str, str]] = None,
+          timeout_s: float = 60.0) -> FetchReport:
+  """Fetches and verifies release files, skipping those already in place.
+
+  Each file is written to a temporary file beside its destination, checked
+  against its git blob id and only then moved into place. A present file is
+  hashed; if it matches it is kept, otherwise it is fetched again.
+
+  Args:
+    paths: Release paths relative to the repository root; defaults to
+      `release_files()` (what evaluation needs).
+    dest_root: The repository root to fill.
+    base_url: URL that release paths are appended to (http(s) or file://).
+    source_dir: If set, copy from this folder (the root of a clone of the
+      release, holding `data/`) instead of downloading from `base_url`.
+    progress: Show a progress bar for large files.
+    blobs: Path -> git blob id to verify against; defaults to RELEASE_BLOBS.
+    timeout_s: Network timeout of each request, in seconds.
+
+  Returns:
+    What happened to each file; `report.ok` is True.
+
+  Raises:
+    ValueError: A path not in `blobs`.
+    AssetError: Any file could not be fetched or verified. Its message names
+      each failed file and why, and says where to put which file; its
+      `report` says what was done with the rest.
+  """
+  blobs = RELEASE_BLOBS if blobs is None else blobs
+  paths = release_files() if paths is None else list(paths)
+  unknown = [p for p in paths if p not in blobs]
+  if unknown:
+    raise ValueError(f'paths must be release files, one of {sorted(blobs)}; '
+                     f'got unknown {unknown}.')
+  if source_dir is not None:
+    open_source = functools.partial(_open_file, source_dir)
+    source = source_dir
+  else:
+    open_source = functools.partial(_open_url, urllib.request.build_opener(),
+                                    base_url, timeout_s=timeout_s)
+    source = base_url
+
+  report = FetchReport()
+  unreachable = None
+  for path in paths:
+    dest = os.path.join(dest_root, path)
+    was_present = os.path.isfile(dest)
+    if was_present and git_blob_id(dest) == blobs[path]:
+      logging.info('Already present and verified: %s', dest)
+      report.verified.append(path)
+      continue
+    if unreachable is not None:
+      report.failed[path] = 'not tried, the source is unreachable'
+      continue
+    if was_present:
+      logging.warning('%s is present but fails verification; fetching it '
+                      'again.', dest)
+    try:
+      _fetch_one(open_source, path, dest, blobs[path], progress)
+    except _Unreachable as e:
+      unreachable = str(e)
+      report.failed[path] = unreachable
+      continue
+    except (_Failed, OSError, http.client.HTTPException) as e:
+      report.failed[path] = str(e) or type(e).__name__
+      continue
+    (report.replaced if was_present else report.downloaded).append(path)
+
+  if report.failed:
+    raise AssetError(_failure_message(report, paths, source, dest_root,
+                                      base_url, source_dir is not None),
+                     report=report)
+  return report
+
+
+class _Failed(Exception):
+  """One file could not be fetched or did not verify."""
+
+
+class _Unreachable(_Failed):
+  """The source cannot be reached at all; trying further files is pointless."""
+
+
+def _blob_hasher(size: int) -> 'hashlib._Hash':
+  digest = hashlib.sha1()
+  digest.update(b'blob %d\0' % size)
+  return digest
+
+
+def _url(base_url: str, path: str) -> str:
+  return base_url.rstrip('/') + '/' + urllib.parse.quote(path)
+
+
+def _open_url(opener: urllib.request.OpenerDirector, base_url: str,
+              path: str, timeout_s: float) -> tuple[BinaryIO, Optional[int]]:
+  """Opens a release file's URL; returns the stream and its Content-Length."""
+  url = _url(base_url, path)
+  request = urllib.request.Request(
+      url, headers={'User-Agent': 'kinetics-i3d-tf2-fetch_assets'})
+  try:
+    response = opener.open(request, timeout=timeout_s)
+  except urllib.error.HTTPError as e:
+    raise _Failed(f'HTTP {e.code} {e.reason} from {url}') from e
+  except urllib.error.URLError as e:
+    reason = e.reason
+    if isinstance(reason, OSError) and reason.errno == errno.ENOENT:
+      raise _Failed(f'not found: {url}') from e   # file:// mirror.
+    raise _Unreachable(f'cannot reach {url}: {reason}') from e
+  except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
+    raise _Unreachable(f'cannot reach {url}: {e or type(e).__name__}') from e
+  length = response.headers.get('Content-Length')
+  return response, int(length) if length and length.isdigit() else None
+
+
+def _open_file(source_dir: str, path: str) -> tuple[BinaryIO, Optional[int]]:
+  """Opens a file of a local clone; returns the stream and its size."""
+  src = os.path.join(source_dir, path)
+  try:
+    f = open(src, 'rb')
+  except FileNotFoundError as e:
+    raise _Failed(f'not found: {src}') from e
+  return f, os.fstat(f.fileno()).st_size
+
+
+def _fetch_one(open_source: Callable[[str], tuple[BinaryIO, Optional[int]]],
+               path: str, dest: str, blob_id: str, progress: bool) -> None:
+  """Copies one file to a temporary file, verifies it and moves it to dest."""
+  dest_dir = os.path.dirname(dest) or '.'
+  os.makedirs(dest_dir, exist_ok=True)
+  stream, size = open_source(path)
+  temp = None
+  try:
+    with stream:
+      temp, out = _create_temp(dest)
+      with out, _progress_bar(path, size, progress) as bar:
+        got = _copy_and_hash(stream, out, size, bar.update)
+    if got is None:  # No size known up front: hash what was written.
+      got = git_blob_id(temp)
+    if got != blob_id:
+      raise _Failed(f'fetched file fails verification: git blob id {got}, '
+                    f'expected {blob_id}')
+    os.replace(temp, dest)
+    temp = None
+    logging.info('Fetched and verified: %s', dest)
+  finally:
+    if temp is not None:
+      try:
+        os.remove(temp)
+      except FileNotFoundError:
+        pass
+
+
+def _create_temp(dest: str) -> tuple[str, BinaryIO]:
+  """A new hidden file beside dest, with the permissions a plain open gives."""
+  head, tail = os.path.split(dest)
+  while True:
+    temp = os.path.join(head, f'.{tail}.{secrets.token_hex(4)}{_TEMP_SUFFIX}')
+    try:
+      fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except FileExistsError:
+      continue
+    return temp, os.fdopen(fd, 'wb')
+
+
+def _copy_and_hash(src: BinaryIO, dst: BinaryIO, size: Optional[int],
+                   on_chunk: Callable[[int], object]) -> Optional[str]:
+  """Copies src to dst; hashes on the way if the size is known up front.
+
+  Args:
+    src: Stream to read.
+    dst: Stream to write.
+    size: Expected number of bytes, or None if unknown.
+    on_chunk: Called with the length of each chunk copied.
+
+  Returns:
+    The git blob id of the bytes copied, or None if `size` was None.
+
+  Raises:
+    _Failed: The stream's length differs from `size`.
+  """
+  digest = _blob_hasher(size) if size is not None else None
+  copied = 0
+  for chunk in iter(lambda: src.read(_CHUNK_BYTES), b''):
+    dst.write(chunk)
+    if digest is not None:
+      digest.update(chunk)
+    copied += len(chunk)
+    on_chunk(len(chunk))
+  if size is not None and copied != size:
+    raise _Failed(f'got {copied} bytes, expected {size} (interrupted?)')
+  return digest.hexdigest() if digest is not None else None
+
+
+def _progress_bar(path: str, size: Optional[int], progress: bool) -> tqdm.tqdm:
+  show = progress and (size is None or size >= _PROGRESS_MIN_BYTES)
+  return tqdm.tqdm(total=size, desc=path, unit='B', unit_scale=True,
+                   unit_divisor=1024, disable=not show, file=sys.stderr,
+                   leave=True)
+
+
+def _script_path() -> str:
+  """fetch_assets.py, relative to the working folder if that is shorter."""
+  script = os.path.join(REPO_ROOT, 'fetch_assets.py')
+  rel = os.path.relpath(script)
+  return rel if not rel.startswith(os.pardir) else script
+
+
+def _fetch_flags(paths: Sequence[str], root: str) -> List[str]:
+  """fetch_assets.py flags that fetch (a superset of) `paths` under root."""
+  checkpoints = [n for n in CHECKPOINT_NAMES
+                 if any(p.startswith(f'data/checkpoints/{n}/') for p in paths)]
+  samples = [s for s in STREAMS
+             if any(p in paths for p in sample_files(s, gif=True))]
+  flags = [f'--checkpoints={",".join(checkpoints)}',
+           f'--samples={",".join(samples)}']
+  if any(p not in release_files() for p in paths):
+    flags.append('--all')
+  if os.path.abspath(root) != REPO_ROOT:
+    flags.append(f'--dest_root={root}')
+  return flags
+
+
+def _failure_message(report: FetchReport, paths: Sequence[str], source: str,
+                     dest_root: str, base_url: str, from_dir: bool) -> str:
+  failed = list(report.failed)
+  lines = [f'Could not fetch {len(failed)} of {len(paths)} I3D release '
+           f'file(s) from {"folder " if from_dir else ""}{source}:']
+  lines += [f'  {p}: {why}' for p, why in report.failed.items()]
+  if from_dir:
+    lines.append(f'(The source folder must be the root of a clone of '
+                 f'{RELEASE_REPO_URL}, the folder holding data/.)')
+  lines.append(fetch_hint(failed, root=dest_root, base_url=base_url))
+  return '\n'.join(lines)

@@ -1,0 +1,474 @@
+"""The release's TF1 checkpoint names <-> the Sonnet 2 module's variables.
+
+The release holds five checkpoints in two layouts:
+
+  * 'rgb' and 'flow': names under `RGB/inception_i3d/` or `Flow/inception_i3d/`
+    (the variable scope evaluate_sample.py used), BatchNorm tensors shaped [C].
+    rgb_imagenet, rgb_scratch, flow_imagenet and flow_scratch.
+  * 'kinetics600': unprefixed names, BatchNorm tensors shaped [1,1,1,1,C], and
+    a `/Momentum` optimizer slot beside each trainable tensor, which inference
+    ignores. rgb_scratch_kin600, 600 classes.
+
+Every Unit3D at release path P (e.g. 'Mixed_3b/Branch_1/Conv3d_0b_3x3') owns:
+
+  P/conv_3d/w                  [kt, kh, kw, in, out]
+  P/conv_3d/b                  [out]              (Logits/Conv3d_0c_1x1 only)
+  P/batch_norm/beta            [out]  or [1,1,1,1,out]   (offset; no scale)
+  P/batch_norm/moving_mean     [out]  or [1,1,1,1,out]
+  P/batch_norm/moving_variance [out]  or [1,1,1,1,out]
+
+Restoring is strict: every expected tensor must be present with its exact
+shape, and nothing else may be in the checkpoint but tensors of layers past
+the model's final endpoint and optimizer slots. Saving writes the same names
+and shapes, so a saved checkpoint reads back like a released one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+import i3d
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """How one family of checkpoints names and shapes its tensors."""
+  name: str
+  prefix: str           # Prepended to every release path.
+  in_channels: int      # 3 for RGB, 2 for flow.
+  num_classes: int
+  bn_rank5: bool        # BatchNorm tensors are [1,1,1,1,C] rather than [C].
+  has_momentum: bool    # The release file carries `/Momentum` slots.
+
+
+LAYOUTS: Dict[str, Layout] = {
+    'rgb': Layout('rgb', 'RGB/inception_i3d/', 3, 400, False, False),
+    'flow': Layout('flow', 'Flow/inception_i3d/', 2, 400, False, False),
+    'kinetics600': Layout('kinetics600', '', 3, 600, True, True),
+}
+
+# The five released checkpoints and their layouts.
+RELEASE_CHECKPOINTS: Dict[str, str] = {
+    'rgb_imagenet': 'rgb',
+    'flow_imagenet': 'flow',
+    'rgb_scratch': 'rgb',
+    'flow_scratch': 'flow',
+    'rgb_scratch_kin600': 'kinetics600',
+}
+
+MOMENTUM_SUFFIX = '/Momentum'
+
+# Sonnet 2 keeps each moving statistic as a zero-debiased EMA: `hidden` is the
+# raw average, `counter` the number of updates, and the value read at test time
+# is `average` = hidden / (1 - decay**counter). A restored statistic is stored
+# as all three with a counter past which decay**counter is 0 in float32, so
+# average == hidden and further training updates continue from the restored
+# value, exactly like Sonnet 1's plain moving average.
+RESTORED_EMA_COUNTER = 1_000_000
+
+
+class CheckpointError(ValueError):
+  """A checkpoint cannot be read, or does not match the model."""
+
+
+def get_layout(layout: str) -> Layout:
+  if layout not in LAYOUTS:
+    raise ValueError(f'Unknown `layout` {layout!r}; valid values are '
+                     f'{", ".join(LAYOUTS)}.')
+  return LAYOUTS[layout]
+
+
+def _unit_tensors(path: str, out_channels: int, in_channels: int,
+                  kernel: Tuple[int, int, int], layout: Layout,
+                  bias: bool = False, batch_norm: bool = True):
+  """Yields (release name, shape, role) for one Unit3D."""
+  p = layout.prefix + path
+  yield f'{p}/conv_3d/w', (*kernel, in_channels, out_channels), 'w'
+  if bias:
+    yield f'{p}/conv_3d/b', (out_channels,), 'b'
+  if batch_norm:
+    bn_shape = (1, 1, 1, 1, out_channels) if layout.bn_rank5 else (
+        out_channels,)
+    yield f'{p}/batch_norm/beta', bn_shape, 'beta'
+    yield f'{p}/batch_norm/moving_mean', bn_shape, 'moving_mean'
+    yield f'{p}/batch_norm/moving_variance', bn_shape, 'moving_variance'
+
+
+def unit_inventory(layout: str, num_classes: Optional[int] = None,
+                   final_endpoint: str = 'Logits'):
+  """Yields (unit path, release name, shape, role) up to `final_endpoint`.
+
+  Computed from i3d.LAYER_SPECS alone, without building a model.
+  """
+  lay = get_layout(layout)
+  num_classes = lay.num_classes if num_classes is None else num_classes
+  last = i3d.VALID_ENDPOINTS.index(final_endpoint)
+  channels = lay.in_channels
+  for spec in i3d.LAYER_SPECS:
+    if i3d.VALID_ENDPOINTS.index(spec.name) > last:
+      return
+    if isinstance(spec, i3d.ConvSpec):
+      for name, shape, role in _unit_tensors(spec.name, spec.channels,
+                                             channels, spec.kernel, lay):
+        yield spec.name, name, shape, role
+      channels = spec.channels
+    elif isinstance(spec, i3d.MixedSpec):
+      for path, out, kernel in i3d.mixed_branches(spec):
+        # 1x1x1 convs read the block input; each 3x3x3 reads its reduction.
+        branch = path.split('/')[0]
+        if kernel == (1, 1, 1):
+          cin = channels
+        else:
+          cin = {'Branch_1': spec.b1[0], 'Branch_2': spec.b2[0]}[branch]
+        full = f'{spec.name}/{path}'
+        for name, shape, role in _unit_tensors(full, out, cin, kernel, lay):
+          yield full, name, shape, role
+      channels = spec.out_channels
+  if last >= i3d.VALID_ENDPOINTS.index('Logits'):
+    for name, shape, role in _unit_tensors(
+        i3d.LOGITS_UNIT, num_classes, i3d.FEATURE_CHANNELS, (1, 1, 1), lay,
+        bias=True, batch_norm=False):
+      yield i3d.LOGITS_UNIT, name, shape, role
+
+
+def release_inventory(layout: str, num_classes: Optional[int] = None,
+                      final_endpoint: str = 'Logits',
+                      with_momentum: bool = False) -> Dict[str, Tuple[int, ...]]:
+  """Release name -> shape of every tensor a checkpoint of `layout` holds.
+
+  Args:
+    layout: one of LAYOUTS.
+    num_classes: defaults to the layout's (400, or 600 for kinetics600).
+    final_endpoint: only the layers up to this endpoint.
+    with_momentum: also list the `/Momentum` optimizer slots that the
+      kinetics600 release carries for each trainable tensor.
+  """
+  lay = get_layout(layout)
+  out = {}
+  for _, name, shape, role in unit_inventory(layout, num_classes,
+                                             final_endpoint):
+    out[name] = shape
+    if with_momentum and lay.has_momentum and role in ('w', 'b', 'beta'):
+      out[name + MOMENTUM_SUFFIX] = shape
+  return out
+
+
+def _variable_for(unit: i3d.Unit3D, role: str) -> tf.Variable:
+  if role == 'w':
+    return unit.conv_3d.w
+  if role == 'b':
+    return unit.conv_3d.b
+  bn = unit.batch_norm
+  if role == 'beta':
+    return bn.offset
+  if role == 'moving_mean':
+    return bn.moving_mean.average
+  return bn.moving_variance.average
+
+
+def variable_map(model: i3d.InceptionI3d, layout: str
+                 ) -> Dict[str, Tuple[tf.Variable, Tuple[int, ...]]]:
+  """Release name -> (model variable, release shape) for a built model.
+
+  Raises:
+    CheckpointError: if the model's variables have not been created yet.
+  """
+  if model.in_channels is None:
+    raise CheckpointError(
+        'The model has no variables yet: call '
+        '`model.create_variables(in_channels)` or run it once first.')
+  out = {}
+  for unit_path, name, shape, role in unit_inventory(
+      layout, model.num_classes, model.final_endpoint):
+    unit = model.units[unit_path]
+    variable = _variable_for(unit, role)
+    # The first conv's input channels come from the model, not the layout.
+    if role == 'w' and unit_path == 'Conv3d_1a_7x7':
+      shape = tuple(variable.shape)
+    out[name] = (variable, shape)
+  return out
+
+
+def detect_layout(names: Iterable[str]) -> str:
+  """Guesses a checkpoint's layout from its tensor names."""
+  names = list(names)
+  if any(n.startswith('RGB/') for n in names):
+    return 'rgb'
+  if any(n.startswith('Flow/') for n in names):
+    return 'flow'
+  if any(n.startswith('Conv3d_1a_7x7/') for n in names):
+    return 'kinetics600'
+  raise CheckpointError(
+      'Cannot tell the checkpoint layout: no tensor starts with RGB/, Flow/ '
+      f'or Conv3d_1a_7x7/ (first names: {sorted(names)[:5]}).')
+
+
+def open_checkpoint(prefix: str) -> tf.train.CheckpointReader:
+  """Opens a TF checkpoint by prefix, with a clear error when it can't.
+
+  Args:
+    prefix: the checkpoint prefix, e.g. data/checkpoints/rgb_imagenet/model.ckpt
+      (the files are <prefix>.index and <prefix>.data-00000-of-00001).
+
+  Raises:
+    CheckpointError: naming the file when it is missing, truncated or corrupt.
+  """
+  index = prefix + '.index'
+  if not os.path.exists(index):
+    if os.path.isdir(prefix):
+      hint = f' (that is a folder; pass {os.path.join(prefix, "model.ckpt")})'
+    else:
+      hint = ''
+    raise CheckpointError(
+        f'No checkpoint at {prefix!r}: {index} does not exist{hint}. Run '
+        '`python fetch_assets.py` to download the release checkpoints.')
+  try:
+    return tf.train.load_checkpoint(prefix)
+  except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
+    raise CheckpointError(
+        f'Cannot read checkpoint {index}: it is truncated or corrupt '
+        f'({type(e).__name__}: {_first_line(e)}). Delete it and run '
+        '`python fetch_assets.py` again.') from e
+
+
+def _first_line(e: Exception) -> str:
+  text = getattr(e, 'message', None) or str(e)
+  return text.strip().splitlines()[0] if text.strip() else repr(e)
+
+
+def read_tensor(reader: tf.train.CheckpointReader, prefix: str,
+                name: str) -> np.ndarray:
+  try:
+    return reader.get_tensor(name)
+  except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
+    raise CheckpointError(
+        f'Cannot read tensor {name!r} from {prefix}.data-*: the data file is '
+        f'truncated or corrupt ({type(e).__name__}: {_first_line(e)}). Delete '
+        'the checkpoint and run `python fetch_assets.py` again.') from e
+
+
+def check_compatible(model: i3d.InceptionI3d, shapes: Mapping[str, List[int]],
+                     layout: str, source: str) -> None:
+  """Raises one CheckpointError listing every missing, unexpected or
+  mismatched tensor between `model` and a checkpoint's name->shape map."""
+  expected = variable_map(model, layout)
+  full = release_inventory(layout, num_classes=model.num_classes)
+  missing = sorted(n for n in expected if n not in shapes)
+  unexpected = sorted(
+      n for n in shapes
+      if n not in expected and not n.endswith(MOMENTUM_SUFFIX)
+      and n not in full)
+  mismatched = sorted(
+      (n, tuple(shapes[n]), want) for n, (_, want) in expected.items()
+      if n in shapes and tuple(shapes[n]) != want)
+  if not (missing or unexpected or mismatched):
+    return
+  lines = [f'Checkpoint {source} (layout {layout!r}) does not match the model '
+           f'(num_classes={model.num_classes}, in_channels='
+           f'{model.in_channels}, final_endpoint={model.final_endpoint!r}):']
+  logits_w = get_layout(layout).prefix + i3d.LOGITS_UNIT + '/conv_3d/w'
+  for name, got, want in mismatched:
+    if name == logits_w:
+      lines.append(f'  the checkpoint has {got[-1]} classes but the model has '
+                   f'{want[-1]}: build the model with num_classes={got[-1]}.')
+  conv1 = get_layout(layout).prefix + 'Conv3d_1a_7x7/conv_3d/w'
+  for name, got, want in mismatched:
+    if name == conv1:
+      lines.append(f'  the checkpoint takes {got[3]} input channels but the '
+                   f'model was built for {want[3]}: use an RGB checkpoint for '
+                   '3-channel input and a flow checkpoint for 2 channels.')
+  if missing:
+    lines.append(f'  {len(missing)} missing from the checkpoint:')
+    lines += [f'    {n}' for n in missing]
+  if unexpected:
+    lines.append(f'  {len(unexpected)} in the checkpoint but not in the '
+                 'model:')
+    lines += [f'    {n}' for n in unexpected]
+  if mismatched:
+    lines.append(f'  {len(mismatched)} with the wrong shape:')
+    lines += [f'    {n}: checkpoint {list(g)}, model {list(w)}'
+              for n, g, w in mismatched]
+  raise CheckpointError('\n'.join(lines))
+
+
+def assign(model: i3d.InceptionI3d, tensors: Mapping[str, np.ndarray],
+           layout: str, source: str = 'the given tensors') -> None:
+  """Assigns release-named arrays to a built model, strictly.
+
+  Moving statistics are written to the Sonnet 2 EMA's `average` and `hidden`
+  with a large `counter` (see RESTORED_EMA_COUNTER) so that inference uses
+  them and training continues from them.
+  """
+  shapes = {n: list(np.shape(v)) for n, v in tensors.items()}
+  check_compatible(model, shapes, layout, source)
+  for name, (variable, _) in variable_map(model, layout).items():
+    value = np.reshape(tensors[name], variable.shape).astype(
+        variable.dtype.as_numpy_dtype)
+    variable.assign(value)
+  for unit in model.units.values():
+    if unit.batch_norm is None:
+      continue
+    for ema in (unit.batch_norm.moving_mean, unit.batch_norm.moving_variance):
+      # Sonnet 2's EMA keeps these two private; see RESTORED_EMA_COUNTER.
+      ema._hidden.assign(ema.average)  # pylint: disable=protected-access
+      ema._counter.assign(RESTORED_EMA_COUNTER)  # pylint: disable=protected-access
+
+
+def restore(model: i3d.InceptionI3d, prefix: str,
+            layout: Optional[str] = None) -> str:
+  """Restores a release-format checkpoint into `model`, strictly.
+
+  Builds the model's variables first if needed (with the layout's input
+  channels).
+
+  Args:
+    model: the module to fill.
+    prefix: checkpoint prefix, e.g. 'data/checkpoints/rgb_imagenet/model.ckpt'.
+    layout: one of LAYOUTS; detected from the tensor names when None.
+
+  Returns:
+    The layout used.
+
+  Raises:
+    CheckpointError: the checkpoint is missing, unreadable or does not match.
+  """
+  reader = open_checkpoint(prefix)
+  shapes = reader.get_variable_to_shape_map()
+  layout = layout or detect_layout(shapes)
+  lay = get_layout(layout)
+  if model.in_channels is None:
+    conv1 = shapes.get(lay.prefix + 'Conv3d_1a_7x7/conv_3d/w')
+    model.create_variables(conv1[3] if conv1 else lay.in_channels)
+  check_compatible(model, shapes, layout, prefix)
+  if lay.has_momentum:
+    logging.info('%s: ignoring the /Momentum optimizer slots of the %s '
+                 'layout.', prefix, layout)
+  if lay.bn_rank5:
+    logging.info('%s: reshaping the [1,1,1,1,C] BatchNorm tensors of the %s '
+                 'layout to [C].', prefix, layout)
+  tensors = {name: read_tensor(reader, prefix, name)
+             for name in variable_map(model, layout)}
+  assign(model, tensors, layout, source=prefix)
+  return layout
+
+
+def export_tensors(model: i3d.InceptionI3d, layout: str
+                   ) -> Dict[str, np.ndarray]:
+  """Release name -> array, shaped as the release stores it."""
+  return {name: np.reshape(variable.numpy(), shape)
+          for name, (variable, shape) in variable_map(model, layout).items()}
+
+
+def write_tensors(prefix: str, tensors: Mapping[str, np.ndarray]) -> None:
+  """Writes a TF V2 checkpoint with exactly these names, atomically.
+
+  The files are written under a temporary name in the destination folder and
+  renamed into place, the index last, so an interrupted save leaves no file
+  that looks finished.
+  """
+  folder = os.path.dirname(os.path.abspath(prefix))
+  os.makedirs(folder, exist_ok=True)
+  names = sorted(tensors)
+  with tempfile.TemporaryDirectory(dir=folder, prefix='.tmp-ckpt-') as tmp:
+    tmp_prefix = os.path.join(tmp, 'ckpt')
+    tf.raw_ops.SaveV2(
+        prefix=tmp_prefix, tensor_names=names,
+        shape_and_slices=[''] * len(names),
+        tensors=[tf.constant(tensors[n]) for n in names])
+    data = [f for f in os.listdir(tmp) if f.startswith('ckpt.data-')]
+    for f in sorted(data):
+      os.replace(os.path.join(tmp, f),
+                 prefix + f[len('ckpt'):])
+    os.replace(tmp_prefix + '.index', prefix + '.index')
+
+
+def save(model: i3d.InceptionI3d, prefix: str, layout: str) -> None:
+  """Saves `model` with the release's names and shapes for `layout`."""
+  write_tensors(prefix, export_tensors(model, layout))
+
+
+def synthetic_tensors(layout: str, seed: int = 0,
+                      num_classes: Optional[int] = None,
+                      with_momentum: bool = True) -> Dict[str, np.ndarray]:
+  """Random tensors with exactly a release checkpoint's names and shapes.
+
+  The weights are He-scaled and the BatchNorm statistics are moderate, so
+  activations keep a sane scale through the 58 layers and the logits are
+  neither all equal nor overflowing. The kinetics600 layout also gets its
+  `/Momentum` slots, as in the release file.
+  """
+  rng = np.random.default_rng(seed)
+  out = {}
+  for _, name, shape, role in unit_inventory(layout, num_classes):
+    if role == 'w':
+      fan_in = int(np.prod(shape[:-1]))
+      value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+    elif role == 'b':
+      value = rng.normal(0.0, 0.1, shape)
+    elif role == 'beta':
+      value = rng.normal(0.0, 0.1, shape)
+    elif role == 'moving_mean':
+      value = rng.normal(0.0, 0.1, shape)
+    else:
+      value = rng.uniform(0.5, 1.5, shape)
+    out[name] = value.astype(np.float32)
+  if with_momentum and get_layout(layout).has_momentum:
+    for name, value in list(out.items()):
+      if name.endswith(('/w', '/b', '/beta')):
+        out[name + MOMENTUM_SUFFIX] = (0.01 * value).astype(np.float32)
+  return out
+
+
+def write_synthetic(prefix: str, layout: str, seed: int = 0,
+                    num_classes: Optional[int] = None) -> None:
+  """Writes a synthetic checkpoint with the release's exact inventory."""
+  write_tensors(prefix, synthetic_tensors(layout, seed, num_classes))
+
+
+def assign_synthetic(model: i3d.InceptionI3d, layout: str = 'rgb',
+                     seed: int = 0) -> None:
+  """Fills `model` with synthetic release-shaped weights (for tests/benchmarks).
+
+  Builds the model's variables first if needed.
+  """
+  lay = get_layout(layout)
+  if model.in_channels is None:
+    model.create_variables(lay.in_channels)
+  tensors = synthetic_tensors(layout, seed, num_classes=model.num_classes,
+                              with_momentum=False)
+  full = set(variable_map(model, layout))
+  assign(model, {n: v for n, v in tensors.items() if n in full}, layout,
+         source=f'synthetic {layout} weights (seed {seed})')
+
+
+def load_model(prefix: str, final_endpoint: str = 'Logits',
+               layout: Optional[str] = None) -> i3d.InceptionI3d:
+  """Builds an InceptionI3d shaped like a checkpoint and restores it.
+
+  The number of classes and input channels come from the checkpoint itself.
+
+  Args:
+    prefix: checkpoint prefix, e.g. 'data/checkpoints/rgb_imagenet/model.ckpt'.
+    final_endpoint: the last endpoint the model computes.
+    layout: one of LAYOUTS; detected from the tensor names when None.
+
+  Raises:
+    CheckpointError: the checkpoint is missing, unreadable or inconsistent.
+  """
+  reader = open_checkpoint(prefix)
+  shapes = reader.get_variable_to_shape_map()
+  layout = layout or detect_layout(shapes)
+  lay = get_layout(layout)
+  logits_w = shapes.get(lay.prefix + i3d.LOGITS_UNIT + '/conv_3d/w')
+  num_classes = logits_w[-1] if logits_w else lay.num_classes
+  model = i3d.InceptionI3d(num_classes=num_classes,
+                           final_endpoint=final_endpoint)
+  restore(model, prefix, layout)
+  return model

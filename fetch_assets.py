@@ -1,0 +1,110 @@
+"""Downloads and verifies the original kinetics-i3d release files into data/.
+
+By default fetches what evaluate_sample.py needs: the index and data files of
+all five checkpoints, both label maps and the two sample inputs (~500 MB).
+Each file is checked against its git blob id and only then moved into place;
+files already present and verified are skipped.
+
+Usage (from the repository root):
+
+  python fetch_assets.py              # What evaluation needs.
+  python fetch_assets.py --checkpoints=rgb_imagenet,flow_imagenet --samples=rgb
+  python fetch_assets.py --all        # Also .meta, state files and GIFs.
+  python fetch_assets.py --source_dir=/path/to/kinetics-i3d   # A local clone.
+
+Exits non-zero, with one message saying what to put where, if any file could
+not be fetched or verified.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from absl import app
+from absl import flags
+
+import assets
+
+_DEST_ROOT = flags.DEFINE_string(
+    'dest_root', os.path.dirname(os.path.abspath(__file__)),
+    'Repository root to fill; files go to <dest_root>/data/... . Defaults to '
+    'the folder holding this script.')
+_CHECKPOINTS = flags.DEFINE_list(
+    'checkpoints', list(assets.CHECKPOINT_NAMES),
+    f'Checkpoints to fetch, comma separated, from {assets.CHECKPOINT_NAMES}; '
+    'empty for none.')
+_SAMPLES = flags.DEFINE_list(
+    'samples', list(assets.STREAMS),
+    f'Streams whose sample input (v_CricketShot_g04_c01_<stream>.npy) to '
+    f'fetch, comma separated, from {assets.STREAMS}; empty for none.')
+_ALL = flags.DEFINE_boolean(
+    'all', False,
+    'Also fetch what nothing here needs: the .meta graph defs and checkpoint '
+    'state files of the selected checkpoints, and the GIFs of the selected '
+    'samples.')
+_BASE_URL = flags.DEFINE_string(
+    'base_url', assets.DEFAULT_BASE_URL,
+    'URL of the release root (a mirror; http(s) or file://); release paths '
+    'such as data/label_map.txt are appended to it.')
+_SOURCE_DIR = flags.DEFINE_string(
+    'source_dir', None,
+    'Copy and verify from this local folder instead of downloading: the root '
+    f'of a clone of {assets.RELEASE_REPO_URL} (the folder holding data/).')
+_PROGRESS = flags.DEFINE_boolean(
+    'progress', True, 'Show a progress bar for each large file.')
+_TIMEOUT_S = flags.DEFINE_float(
+    'timeout_s', 60.0, 'Network timeout of each request, in seconds.',
+    lower_bound=0.0)
+
+flags.register_validator(
+    'checkpoints', lambda names: set(names) <= set(assets.CHECKPOINT_NAMES),
+    f'--checkpoints must be a comma separated subset of '
+    f'{assets.CHECKPOINT_NAMES}.')
+flags.register_validator(
+    'samples', lambda streams: set(streams) <= set(assets.STREAMS),
+    f'--samples must be a comma separated subset of {assets.STREAMS}.')
+
+
+def _summary(report: assets.FetchReport, dest_root: str) -> str:
+  sections = [('Downloaded and verified', report.downloaded),
+              ('Failed verification before, downloaded again and verified',
+               report.replaced),
+              ('Already present and verified', report.verified),
+              ('Failed', list(report.failed))]
+  lines = [f'Release files under {dest_root}:']
+  for title, paths in sections:
+    if paths:
+      lines.append(f'{title} ({len(paths)}):')
+      lines += [f'  {p}' for p in paths]
+  lines.append(report.summary())
+  return '\n'.join(lines)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected positional arguments: {argv[1:]}; '
+                         'all options are flags, see --help.')
+  paths = assets.release_files(checkpoints=_CHECKPOINTS.value,
+                               samples=_SAMPLES.value, extras=_ALL.value)
+  try:
+    report = assets.fetch(paths, dest_root=_DEST_ROOT.value,
+                          base_url=_BASE_URL.value,
+                          source_dir=_SOURCE_DIR.value,
+                          progress=_PROGRESS.value, timeout_s=_TIMEOUT_S.value)
+  except assets.AssetError as e:
+    if e.report is not None:
+      print(_summary(e.report, _DEST_ROOT.value), file=sys.stderr)
+    print(f'\nERROR: {e}', file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print('Interrupted; files not yet verified were not written.',
+          file=sys.stderr)
+    return 130
+  print(_summary(report, _DEST_ROOT.value))
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)
