@@ -71,7 +71,8 @@ def format_report(logits: np.ndarray, labels: Sequence[str],
   # str() of numpy float32 is the shortest repr that round-trips, which is
   # how the release's print() wrote them.
   for row in top_classes(logits, labels, k):
-    lines.append(f"{row['probability']} {row['logit']} {row['label']}")
+    lines.append(f"{str(row['probability'])} {str(row['logit'])} "
+                 f"{row['label']}")
   return '\n'.join(lines) + '\n'
 
 
