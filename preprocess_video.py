@@ -1,0 +1,92 @@
+r"""Turns a video file into I3D inputs like the release's sample arrays.
+
+Writes <out_dir>/<name>_rgb.npy, (1, T, 224, 224, 3) float32, and
+<out_dir>/<name>_flow.npy, (1, T, 224, 224, 2) float32, plus a GIF of each
+(the release's convention), each atomically. See video.py for the recipe.
+
+  python preprocess_video.py --video=clip.mp4 --out_dir=out
+  python preprocess_video.py --video=clip.mp4 --streams=rgb --start=2 --end=7
+"""
+
+import os
+import sys
+from typing import Sequence
+
+from absl import app
+from absl import flags
+
+import video
+
+_VIDEO = flags.DEFINE_string('video', None, 'Input video file.', required=True)
+_OUT_DIR = flags.DEFINE_string(
+    'out_dir', 'out', 'Folder for the outputs; created if missing.')
+_NAME = flags.DEFINE_string(
+    'name', None, 'Output name prefix; defaults to the video file name '
+    'without its extension.')
+_STREAMS = flags.DEFINE_enum(
+    'streams', 'joint', ['rgb', 'flow', 'joint'],
+    'Which inputs to write: rgb, flow (TV-L1, slow) or both.')
+_START = flags.DEFINE_float(
+    'start', None, 'Clip start in seconds; default: start of the video.')
+_END = flags.DEFINE_float(
+    'end', None, 'Clip end in seconds; default: end of the video.')
+_MIN_FRAMES = flags.DEFINE_integer(
+    'min_frames', video.MIN_FRAMES,
+    'Loop shorter clips from the start up to this many frames (the I3D Logits '
+    'head needs 9).', lower_bound=1)
+_CROP = flags.DEFINE_enum(
+    'crop', 'center', list(video.VALID_CROPS),
+    'center (test time) or random (training augmentation).')
+_FLIP = flags.DEFINE_bool(
+    'flip', False, 'Mirror left-right with probability 0.5 (training).')
+_SEED = flags.DEFINE_integer(
+    'seed', None, 'Seed for --crop=random and --flip; default: fresh entropy.')
+_WORKERS = flags.DEFINE_integer(
+    'workers', None, 'Processes for TV-L1 flow; default: all cores.',
+    lower_bound=1)
+_GIF = flags.DEFINE_bool('gif', True, 'Also write <name>_<stream>.gif.')
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(
+        f'Unexpected arguments: {" ".join(argv[1:])}. Pass the video as '
+        '--video=PATH.')
+  streams = ('rgb', 'flow') if _STREAMS.value == 'joint' else (_STREAMS.value,)
+  name = _NAME.value or os.path.splitext(os.path.basename(_VIDEO.value))[0]
+  try:
+    inputs = video.preprocess(
+        _VIDEO.value, streams=streams, start=_START.value, end=_END.value,
+        min_frames=_MIN_FRAMES.value, crop=_CROP.value, rng=_SEED.value,
+        flip=_FLIP.value, workers=_WORKERS.value)
+  except video.VideoError as e:
+    print(f'preprocess_video: error: {e}', file=sys.stderr)
+    sys.exit(1)
+
+  info = inputs['info']
+  times = inputs['timestamps']
+  print(f'video: {info.path} ({info.width}x{info.height}, {info.codec}, '
+        f'{info.fps or float("nan"):.3f} fps, '
+        f'{info.duration or float("nan"):.3f} s)')
+  count = inputs['num_frames']
+  print(f'frames: {count} at {video.FPS:g} fps, t = {times[0]:.3f} .. '
+        f'{times[count - 1]:.3f} s')
+  if inputs['looped']:
+    print(f'looped: yes, {count} -> {len(times)} frames (--min_frames)')
+  else:
+    print('looped: no')
+  os.makedirs(_OUT_DIR.value, exist_ok=True)
+  for stream in streams:
+    array = inputs[stream]
+    npy = os.path.join(_OUT_DIR.value, f'{name}_{stream}.npy')
+    video.save_npy(npy, array)
+    written = [npy]
+    if _GIF.value:
+      gif = os.path.join(_OUT_DIR.value, f'{name}_{stream}.gif')
+      video.write_gif(gif, array)
+      written.append(gif)
+    print(f'{stream}: {array.shape} {array.dtype} -> {", ".join(written)}')
+
+
+if __name__ == '__main__':
+  app.run(main)
