@@ -1,0 +1,91 @@
+r"""Exports the RGB, Flow or joint I3D model as a SavedModel.
+
+The SavedModel's 'serving_default' signature takes float32 clips in [-1, 1],
+[batch, frames, 224, 224, channels] (batch and frames free, frames >= 9), as
+`rgb`, `flow` or both, and returns `logits` and `probabilities` (plus the
+1024-d Mixed_5c `features` with --with_features); see serving.py.
+
+  python fetch_assets.py     # once: the release checkpoints into data/
+  python export_saved_model.py --streams=joint --output_dir=/tmp/i3d_joint
+  python export_saved_model.py --streams=rgb --with_features \
+      --output_dir=/tmp/i3d_rgb
+  saved_model_cli show --dir /tmp/i3d_joint --all
+
+The export is written to a temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+
+import checkpoints
+import inference
+import serving
+
+_ROOT = os.path.dirname(os.path.abspath(__file__))
+_CHECKPOINTS = os.path.join(_ROOT, 'data', 'checkpoints')
+
+_STREAMS = flags.DEFINE_enum(
+    'streams', 'joint', list(serving.STREAMS),
+    'Which model: rgb, flow, or joint (both; logits summed).')
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', None, 'The SavedModel folder to create.')
+_RGB_CHECKPOINT = flags.DEFINE_string(
+    'rgb_checkpoint', os.path.join(_CHECKPOINTS, 'rgb_imagenet', 'model.ckpt'),
+    'Prefix of the RGB checkpoint (release format), for rgb and joint.')
+_FLOW_CHECKPOINT = flags.DEFINE_string(
+    'flow_checkpoint',
+    os.path.join(_CHECKPOINTS, 'flow_imagenet', 'model.ckpt'),
+    'Prefix of the Flow checkpoint (release format), for flow and joint.')
+_WITH_FEATURES = flags.DEFINE_boolean(
+    'with_features', False,
+    'Also output the 1024-d Mixed_5c features averaged over time and space '
+    '(`features`; for joint `rgb_features` and `flow_features`).')
+_OVERWRITE = flags.DEFINE_boolean(
+    'overwrite', False, 'Replace --output_dir if it exists.')
+_SYNTHETIC = flags.DEFINE_boolean(
+    'synthetic', False,
+    'Export random release-shaped weights instead of checkpoints, to try the '
+    'export without downloading anything. The outputs are meaningless.')
+
+flags.mark_flag_as_required('output_dir')
+
+
+def _models(streams: str):
+  if not _SYNTHETIC.value:
+    return serving.load_models(streams, {'rgb': _RGB_CHECKPOINT.value,
+                                         'flow': _FLOW_CHECKPOINT.value})
+  import i3d  # pylint: disable=g-import-not-at-top
+  models = {}
+  for seed, part in enumerate(serving.stream_parts(streams)):
+    model = i3d.InceptionI3d(400, final_endpoint='Logits')
+    checkpoints.assign_synthetic(model, part, seed=seed)
+    models[part] = model
+  return models
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments {argv[1:]}; flags take '
+                         'their value after "=".')
+  inference.configure_threads()
+  try:
+    models = _models(_STREAMS.value)
+    path = serving.export(models, _OUTPUT_DIR.value, _WITH_FEATURES.value,
+                          _OVERWRITE.value)
+  except (checkpoints.CheckpointError, FileExistsError, ValueError) as e:
+    logging.error('%s', e)
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(f'Exported the {_STREAMS.value} model to {path}')
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)
