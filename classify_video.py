@@ -1,0 +1,261 @@
+r"""Classifies a video file with the released I3D checkpoints.
+
+Preprocesses the video by the published recipe (video.py: 25 fps, shorter
+side 256, centre 224 crop, RGB in [-1, 1]; flow by TV-L1, clipped to +-20
+pixels and divided by 20), evaluates the WHOLE clip convolutionally in time,
+as in the paper, sums the streams' logits (joint) and prints the top 20
+Kinetics classes in the release's format (see out/*.txt):
+
+  python classify_video.py --video=clip.mp4
+  python classify_video.py --video=clip.mp4 --eval_type=joint --start=3 \
+      --end=8 --json_out=out/clip.json --chart_out=out/clip.png
+  python classify_video.py --video=clip.mp4 --eval_type=rgb600
+
+Checkpoints and label maps are those of evaluate_sample.py
+(data/checkpoints/<name>/model.ckpt):
+  rgb, flow, joint: rgb_imagenet / flow_imagenet, or rgb_scratch /
+    flow_scratch with --imagenet_pretrained=false.
+  rgb600: rgb_scratch_kin600 always (Kinetics-600 classes).
+The default is rgb: joint adds TV-L1 flow, which costs about 1 s per frame
+per core.
+
+Clips shorter than 9 frames at 25 fps (what I3D's Logits head needs) are
+looped from their start to 9 frames; a line on stderr and the JSON's
+`looped` field say so.
+
+Long videos are streamed in chunks of --chunk_frames frames through
+inference.Predictor.logits_stream (RGB and flow alike; flow with one frame of
+lookahead), so memory does not grow with the length. It is about
+2 x chunk_frames x 224 x 224 x C float32 of model input (0.6 MB per RGB
+frame, 0.4 MB per flow frame: 150 MB for RGB at the default 128), a few
+decoded and TV-L1 frames of lookahead, and the network's activations for one
+chunk (a few MB per frame). Measured on CPU (rgb): peak RSS 1.26 GB with
+--chunk_frames=32 for an 8 s and a 32 s clip alike, 1.9 GB at the default
+128, of which about 1 GB is TensorFlow and the model.
+
+The result equals one whole-clip pass (video.preprocess, then the model on
+all frames) to float32 round-off, 1e-4, the guarantee of inference.py. A clip
+that fits in one chunk runs in one pass. A longer one is first counted in
+an extra decoding pass (no resizing, no flow), because the network's stride
+grid depends on the clip's length (T mod 4); so no frame is dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+
+import assets
+import checkpoints
+import features
+import inference
+import report
+import video
+
+_ROOT = os.path.dirname(os.path.abspath(__file__))
+_DATA = os.path.join(_ROOT, 'data')
+
+_VIDEO = flags.DEFINE_string(
+    'video', None, 'The video file to classify (mp4, avi, webm, mkv, mov, '
+    '...).')
+_EVAL_TYPE = flags.DEFINE_enum(
+    'eval_type', 'rgb', list(assets.EVAL_TYPES),
+    'Which model: rgb, flow, joint (RGB + Flow logits summed) or rgb600 (the '
+    'Kinetics-600 RGB model). flow and joint compute TV-L1 flow, about 1 s '
+    'per frame per core.')
+_IMAGENET_PRETRAINED = flags.DEFINE_boolean(
+    'imagenet_pretrained', True,
+    'Use the checkpoints whose 2D weights were inflated from ImageNet '
+    '(*_imagenet) rather than those trained from scratch (*_scratch). Write '
+    '--imagenet_pretrained=false or --noimagenet_pretrained. Ignored for '
+    'rgb600, which has only a from-scratch checkpoint.')
+_CHECKPOINT_DIR = flags.DEFINE_string(
+    'checkpoint_dir', os.path.join(_DATA, 'checkpoints'),
+    'Folder holding the release checkpoints as <name>/model.ckpt.*.')
+_LABEL_MAP = flags.DEFINE_string(
+    'label_map', os.path.join(_DATA, 'label_map.txt'),
+    'Kinetics-400 class names, one per line.')
+_LABEL_MAP_600 = flags.DEFINE_string(
+    'label_map_600', os.path.join(_DATA, 'label_map_600.txt'),
+    'Kinetics-600 class names, one per line (for --eval_type=rgb600).')
+_INFERENCE_PATH = flags.DEFINE_enum(
+    'inference_path', inference.DEFAULT_PATH, list(inference.PATHS),
+    'How to run the network: "fast" folds BatchNorm into the convolutions '
+    '(same logits to 1e-4); "plain" runs the Sonnet module as built.')
+_START = flags.DEFINE_float(
+    'start', None, 'Clip start in seconds; default: the start of the video.')
+_END = flags.DEFINE_float(
+    'end', None, 'Clip end in seconds; default: the end of the video.')
+_JSON_OUT = flags.DEFINE_string(
+    'json_out', None, 'Also write the report and the clip\'s details here as '
+    'JSON.')
+_CHART_OUT = flags.DEFINE_string(
+    'chart_out', None, 'Also save a PNG bar chart of the top classes here.')
+_TOP_K = flags.DEFINE_integer(
+    'top_k', 10, 'Classes in the --chart_out chart (the printed report always '
+    'has the release\'s 20).', lower_bound=1)
+_CHUNK_FRAMES = flags.DEFINE_integer(
+    'chunk_frames', inference.DEFAULT_CHUNK_FRAMES,
+    'Frames per chunk when streaming a long video (a multiple of 8); memory '
+    'grows linearly with it.', lower_bound=8)
+_FLOW_WORKERS = flags.DEFINE_integer(
+    'flow_workers', None, 'Processes for TV-L1 flow; default: all cores.',
+    lower_bound=1)
+
+
+@dataclasses.dataclass
+class Classification:
+  """What `classify` found.
+
+  Attributes:
+    logits: [num_classes], summed over the streams.
+    labels: The class names.
+    details: JSON-ready facts about the clip and the models.
+  """
+  logits: np.ndarray
+  labels: Sequence[str]
+  details: Dict[str, Any]
+
+
+def classify(video_path: str, eval_type: str, imagenet_pretrained: bool,
+             checkpoint_dir: str, label_maps: Mapping[str, str],
+             start: Optional[float] = None, end: Optional[float] = None,
+             inference_path: str = inference.DEFAULT_PATH,
+             chunk_frames: Optional[int] = None,
+             flow_workers: Optional[int] = None) -> Classification:
+  """Classifies one video clip, streaming long ones in bounded memory.
+
+  Args:
+    video_path: The video file.
+    eval_type: One of assets.EVAL_TYPES.
+    imagenet_pretrained: See --imagenet_pretrained.
+    checkpoint_dir: Folder of <name>/model.ckpt checkpoints.
+    label_maps: 'kinetics400' and 'kinetics600' -> label map path.
+    start: Clip start in seconds, or None.
+    end: Clip end in seconds, or None.
+    inference_path: One of inference.PATHS.
+    chunk_frames: Frames per streamed chunk; see inference.make_predictor.
+    flow_workers: Processes for TV-L1; None = all cores.
+
+  Returns:
+    A Classification.
+
+  Raises:
+    FileNotFoundError: checkpoints or a label map are missing, with what to
+      fetch or pass.
+    video.VideoError: the video is missing, empty, corrupt or not a video.
+    checkpoints.CheckpointError, report.LabelError: bad model files.
+  """
+  names = assets.checkpoint_names(eval_type, imagenet_pretrained)
+  if eval_type == 'rgb600' and imagenet_pretrained:
+    logging.info('rgb600: the release has no ImageNet-pretrained Kinetics-600 '
+                 'checkpoint; using rgb_scratch_kin600.')
+  label_map = label_maps['kinetics600' if eval_type == 'rgb600'
+                         else 'kinetics400']
+  prefixes = {s: features.checkpoint_prefix(checkpoint_dir, n)
+              for s, n in names.items()}
+  missing = features.missing_message(
+      {'label map': label_map, **features.checkpoint_files(prefixes)},
+      '--checkpoint_dir, --label_map or --label_map_600')
+  if missing:
+    raise FileNotFoundError(missing)
+  info = video.probe(video_path)  # A bad file fails before the models load.
+
+  predictors = features.load_predictors(prefixes, path=inference_path,
+                                        chunk_frames=chunk_frames)
+  labels = None
+  total = None
+  num_frames = None
+  per_stream = {}
+  for stream, predictor in predictors.items():
+    if labels is None:
+      labels = report.load_labels(label_map, predictor.model.num_classes)
+    result = features.stream_logits(
+        predictor, video_path, stream, start=start, end=end,
+        num_frames=num_frames, flow_workers=flow_workers)
+    num_frames = result.num_frames
+    per_stream[stream] = result
+    total = result.logits if total is None else total + result.logits
+  result = next(iter(per_stream.values()))
+  details = {
+      'video': os.path.abspath(video_path),
+      'eval_type': eval_type,
+      'streams': list(predictors),
+      'checkpoints': dict(names),
+      'imagenet_pretrained': eval_type != 'rgb600' and imagenet_pretrained,
+      'start_s': start,
+      'end_s': end,
+      'fps': video.FPS,
+      'frames': result.num_frames,
+      'duration_s': round(result.num_frames / video.FPS, 6),
+      'looped': result.looped,
+      'frames_used': result.frames_used,
+      'streamed': result.streamed,
+      'source': {'width': info.width, 'height': info.height,
+                 'fps': info.fps, 'duration_s': info.duration,
+                 'codec': info.codec},
+      'inference_path': inference_path,
+  }
+  return Classification(total, labels, details)
+
+
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(
+        f'Unexpected positional arguments {argv[1:]}. Pass the video as '
+        '--video=PATH; flags take their value after "=": write '
+        '--imagenet_pretrained=false (or --noimagenet_pretrained).')
+  if not _VIDEO.value:
+    raise app.UsageError('--video is required: --video=PATH.')
+  if _CHUNK_FRAMES.value % 8:
+    raise app.UsageError(f'--chunk_frames must be a multiple of 8; got '
+                         f'{_CHUNK_FRAMES.value}.')
+  inference.configure_threads()
+  try:
+    result = classify(
+        _VIDEO.value, _EVAL_TYPE.value, _IMAGENET_PRETRAINED.value,
+        _CHECKPOINT_DIR.value,
+        label_maps={'kinetics400': _LABEL_MAP.value,
+                    'kinetics600': _LABEL_MAP_600.value},
+        start=_START.value, end=_END.value,
+        inference_path=_INFERENCE_PATH.value,
+        chunk_frames=_CHUNK_FRAMES.value, flow_workers=_FLOW_WORKERS.value)
+  except (FileNotFoundError, video.VideoError, checkpoints.CheckpointError,
+          report.LabelError) as e:
+    print(f'ERROR: {e}', file=sys.stderr)
+    return 1
+  d = result.details
+  print(f'{_VIDEO.value}: {d["frames"]} frames at {d["fps"]:g} fps '
+        f'({d["duration_s"]:.2f} s), {"+".join(d["streams"])} '
+        f'({", ".join(d["checkpoints"].values())})', file=sys.stderr)
+  if d['looped']:
+    print(f'Looped: the clip has {d["frames"]} frames, fewer than the '
+          f'{video.MIN_FRAMES} that I3D needs; it was repeated from its start '
+          f'to {d["frames_used"]} frames.', file=sys.stderr)
+  sys.stdout.write(report.format_report(result.logits, result.labels))
+  try:
+    if _JSON_OUT.value:
+      report.write_json(_JSON_OUT.value, report.report_dict(
+          result.logits, result.labels, **d))
+    if _CHART_OUT.value:
+      os.makedirs(os.path.dirname(os.path.abspath(_CHART_OUT.value)),
+                  exist_ok=True)
+      report.save_bar_chart(
+          _CHART_OUT.value, result.logits, result.labels, k=_TOP_K.value,
+          title=(f'{os.path.basename(_VIDEO.value)}: top {_TOP_K.value} '
+                 f'classes ({_EVAL_TYPE.value})'))
+  except OSError as e:
+    print(f'ERROR: cannot write an output: {e}', file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,223 @@
+"""End-to-end tests of classify_video.py and extract_features.py.
+
+The videos are written by the tests (features_test.write_video) and the
+checkpoints are synthetic ones with the release's names, so nothing is
+fetched. `classify` is checked in-process against a whole-clip pass over
+video.preprocess; a few subprocess runs check the commands as a user runs
+them: the printed report, JSON, chart, looping note, errors and exit codes.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from absl.testing import parameterized
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+import classify_video
+import features
+import features_test
+import inference
+import report
+import video
+
+_ROOT = os.path.dirname(os.path.abspath(__file__))
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+def _report_pattern(rows: int = 20) -> str:
+  row = r'\S+ \S+ synthetic class \d+\n'
+  return (r'Norm of logits: \d+\.\d{6}\n\nTop classes and probabilities\n'
+          f'(?:{row}){{{rows}}}')
+
+
+class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    inference.configure_threads()
+    cls.tmp = tempfile.mkdtemp(prefix='ClassifyVideoTest_')
+    cls.ckpt = features_test.write_checkpoints(os.path.join(cls.tmp, 'ckpt'))
+    cls.labels = os.path.join(cls.tmp, 'label_map.txt')
+    with open(cls.labels, 'w') as f:
+      f.write(''.join(f'synthetic class {i}\n' for i in range(400)))
+    videos = os.path.join(cls.tmp, 'videos')
+    cls.long = features_test.write_video(os.path.join(videos, 'long.mp4'),
+                                         42, seed=1)
+    cls.short = features_test.write_video(os.path.join(videos, 'short.mp4'),
+                                          6, seed=2)
+    cls.bad = os.path.join(videos, 'bad.mp4')
+    with open(cls.bad, 'wb') as f:
+      f.write(b'not a video at all\n' * 50)
+
+  @classmethod
+  def tearDownClass(cls):
+    shutil.rmtree(cls.tmp, ignore_errors=True)
+    super().tearDownClass()
+
+  def classify(self, path, eval_type='rgb', **kwargs):
+    return classify_video.classify(
+        path, eval_type, True, self.ckpt,
+        label_maps={'kinetics400': self.labels, 'kinetics600': self.labels},
+        **kwargs)
+
+  def run_command(self, script, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
+    return subprocess.run(
+        [sys.executable, os.path.join(_ROOT, script), *args],
+        capture_output=True, text=True, env=env, cwd=self.tmp, timeout=300)
+
+  # ---- in process ----------------------------------------------------------
+
+  def test_streamed_clip_equals_a_whole_clip_pass(self):
+    # 42 frames in chunks of 16: streamed, 42 mod 4 != 0, counted first.
+    got = self.classify(self.long, chunk_frames=16)
+    self.assertTrue(got.details['streamed'])
+    self.assertFalse(got.details['looped'])
+    self.assertEqual(got.details['frames'], 42)
+    rgb = video.preprocess(self.long, streams=('rgb',))['rgb']
+    model = features.load_predictors(
+        {'rgb': features.checkpoint_prefix(self.ckpt, 'rgb_imagenet')},
+        path='plain')['rgb'].model
+    whole = model(tf.constant(rgb), is_training=False)[0].numpy()[0]
+    self.assertAllClose(got.logits, whole, atol=1e-4, rtol=0)
+
+  def test_clip_times(self):
+    got = self.classify(self.long, start=0.4, end=1.2)
+    self.assertEqual(got.details['frames'], 20)
+    rgb = video.preprocess(self.long, streams=('rgb',), start=0.4,
+                           end=1.2)['rgb']
+    predictor = features.load_predictors(
+        {'rgb': features.checkpoint_prefix(self.ckpt, 'rgb_imagenet')})['rgb']
+    self.assertAllClose(got.logits, predictor.logits(rgb)[0], atol=1e-4,
+                        rtol=0)
+
+  def test_missing_checkpoint_says_what_to_pass(self):
+    with self.assertRaisesRegex(
+        FileNotFoundError, r'(?s)Missing input files:.*flow checkpoint index.*'
+        r'--checkpoint_dir'):
+      classify_video.classify(
+          self.long, 'joint', False, self.ckpt,
+          label_maps={'kinetics400': self.labels,
+                      'kinetics600': self.labels})
+
+  def test_bad_file_fails_before_loading_models(self):
+    with self.assertRaisesRegex(video.VideoError,
+                                'Cannot read ' + re.escape(repr(self.bad))):
+      self.classify(self.bad)
+
+  # ---- the commands --------------------------------------------------------
+
+  def test_classify_rgb_report_json_and_chart(self):
+    json_out = os.path.join(self.tmp, 'out', 'long.json')
+    chart_out = os.path.join(self.tmp, 'out', 'long.png')
+    done = self.run_command(
+        'classify_video.py', f'--video={self.long}', '--eval_type=rgb',
+        f'--checkpoint_dir={self.ckpt}', f'--label_map={self.labels}',
+        f'--json_out={json_out}', f'--chart_out={chart_out}', '--top_k=5')
+    self.assertEqual(done.returncode, 0, done.stderr)
+    self.assertRegex(done.stdout, '^' + _report_pattern() + '$')
+    self.assertNotIn('Looped', done.stderr)
+    # The same numbers as in process, in the release's format.
+    expected = self.classify(self.long)
+    rows = [line.split(' ', 2) for line in done.stdout.split('\n')[3:23]]
+    top = report.top_classes(expected.logits, expected.labels)
+    self.assertEqual([label for _, _, label in rows],
+                     [row['label'] for row in top])
+    self.assertAllClose([float(logit) for _, logit, _ in rows],
+                        [row['logit'] for row in top], atol=1e-4, rtol=0)
+    norm = float(re.match(r'Norm of logits: (\S+)', done.stdout)[1])
+    self.assertAllClose(norm, np.linalg.norm(expected.logits), atol=1e-3)
+    with open(json_out) as f:
+      record = json.load(f)
+    self.assertEqual(record['video'], self.long)
+    self.assertEqual((record['frames'], record['fps'], record['duration_s']),
+                     (42, 25.0, 1.68))
+    self.assertEqual(record['streams'], ['rgb'])
+    self.assertEqual(record['checkpoints'], {'rgb': 'rgb_imagenet'})
+    self.assertFalse(record['looped'])
+    self.assertLen(record['top_classes'], 20)
+    self.assertAllClose([r['logit'] for r in record['top_classes']],
+                        [float(line.split(' ')[1]) for line in
+                         done.stdout.split('\n')[3:23]], atol=1e-5)
+    with open(chart_out, 'rb') as f:
+      self.assertEqual(f.read(8), _PNG_SIGNATURE)
+    with Image.open(chart_out) as image:
+      self.assertGreater(image.width * image.height, 100 * 100)
+
+  def test_classify_joint_loops_a_short_clip(self):
+    json_out = os.path.join(self.tmp, 'out', 'short.json')
+    done = self.run_command(
+        'classify_video.py', f'--video={self.short}', '--eval_type=joint',
+        f'--checkpoint_dir={self.ckpt}', f'--label_map={self.labels}',
+        f'--json_out={json_out}')
+    self.assertEqual(done.returncode, 0, done.stderr)
+    self.assertRegex(done.stdout, '^' + _report_pattern() + '$')
+    self.assertRegex(done.stderr, r'Looped: the clip has 6 frames, fewer '
+                     r'than the 9 .* to 9 frames')
+    with open(json_out) as f:
+      record = json.load(f)
+    self.assertEqual(record['streams'], ['rgb', 'flow'])
+    self.assertEqual(record['checkpoints'],
+                     {'rgb': 'rgb_imagenet', 'flow': 'flow_imagenet'})
+    self.assertEqual((record['looped'], record['frames'],
+                      record['frames_used']), (True, 6, 9))
+
+  def test_classify_bad_file(self):
+    done = self.run_command('classify_video.py', f'--video={self.bad}',
+                            f'--checkpoint_dir={self.ckpt}',
+                            f'--label_map={self.labels}')
+    self.assertEqual(done.returncode, 1)
+    self.assertRegex(done.stderr, '(?m)^ERROR: Cannot read ' +
+                     re.escape(repr(self.bad)) + ' as a video')
+    self.assertNotIn('Traceback', done.stderr)
+    self.assertEqual(done.stdout, '')
+
+  def test_extract_features_command(self):
+    out = os.path.join(self.tmp, 'features')
+    args = ['extract_features.py', f'--inputs={os.path.dirname(self.long)}',
+            f'--output_dir={out}', f'--checkpoint_dir={self.ckpt}',
+            '--endpoint=Mixed_4f', '--window=16', '--stride=16']
+    done = self.run_command(*args)
+    self.assertEqual(done.returncode, 1, done.stderr)  # bad.mp4 fails.
+    self.assertIn('3 videos: 2 extracted, 0 already done, 1 failed.',
+                  done.stdout)
+    self.assertRegex(done.stdout, 'Failed:\n  ' + re.escape(self.bad) +
+                     ': Cannot read')
+    self.assertIn('videos: 100%', done.stderr)  # The progress bar.
+    self.assertEqual(np.load(os.path.join(out, 'long_rgb.npy')).shape,
+                     (3, 832))
+    self.assertEqual(np.load(os.path.join(out, 'short_rgb.npy')).shape,
+                     (1, 832))
+    mtime = os.stat(os.path.join(out, 'long_rgb.npy')).st_mtime_ns
+    os.remove(self.bad)
+    try:
+      done = self.run_command(*args, '--noprogress')
+    finally:
+      with open(self.bad, 'wb') as f:
+        f.write(b'not a video at all\n' * 50)
+    self.assertEqual(done.returncode, 0, done.stderr)
+    self.assertIn('2 videos: 0 extracted, 2 already done, 0 failed.',
+                  done.stdout)
+    self.assertEqual(os.stat(os.path.join(out, 'long_rgb.npy')).st_mtime_ns,
+                     mtime)
+
+  def test_extract_features_usage_error(self):
+    done = self.run_command(
+        'extract_features.py', f'--inputs={os.path.dirname(self.long)}',
+        f'--output_dir={self.tmp}/unused', '--endpoint=Logits', '--window=8')
+    self.assertEqual(done.returncode, 2)
+    self.assertIn('--window must be an int of at least 9 frames for endpoint '
+                  "'Logits'; got 8", done.stderr)
+    self.assertNotIn('Traceback', done.stderr)
+
+
+if __name__ == '__main__':
+  tf.test.main()
