@@ -27,7 +27,6 @@ import hashlib
 import http.client
 import os
 import secrets
-import shutil
 import sys
 from typing import BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence
 import urllib.error

@@ -42,19 +42,16 @@ grid depends on the clip's length (T mod 4); so no frame is dropped.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
-import numpy as np
 
 import assets
 import checkpoints
-import features
+import classification
 import inference
 import report
 import video
@@ -110,102 +107,6 @@ _FLOW_WORKERS = flags.DEFINE_integer(
     lower_bound=1)
 
 
-@dataclasses.dataclass
-class Classification:
-  """What `classify` found.
-
-  Attributes:
-    logits: [num_classes], summed over the streams.
-    labels: The class names.
-    details: JSON-ready facts about the clip and the models.
-  """
-  logits: np.ndarray
-  labels: Sequence[str]
-  details: Dict[str, Any]
-
-
-def classify(video_path: str, eval_type: str, imagenet_pretrained: bool,
-             checkpoint_dir: str, label_maps: Mapping[str, str],
-             start: Optional[float] = None, end: Optional[float] = None,
-             inference_path: str = inference.DEFAULT_PATH,
-             chunk_frames: Optional[int] = None,
-             flow_workers: Optional[int] = None) -> Classification:
-  """Classifies one video clip, streaming long ones in bounded memory.
-
-  Args:
-    video_path: The video file.
-    eval_type: One of assets.EVAL_TYPES.
-    imagenet_pretrained: See --imagenet_pretrained.
-    checkpoint_dir: Folder of <name>/model.ckpt checkpoints.
-    label_maps: 'kinetics400' and 'kinetics600' -> label map path.
-    start: Clip start in seconds, or None.
-    end: Clip end in seconds, or None.
-    inference_path: One of inference.PATHS.
-    chunk_frames: Frames per streamed chunk; see inference.make_predictor.
-    flow_workers: Processes for TV-L1; None = all cores.
-
-  Returns:
-    A Classification.
-
-  Raises:
-    FileNotFoundError: checkpoints or a label map are missing, with what to
-      fetch or pass.
-    video.VideoError: the video is missing, empty, corrupt or not a video.
-    checkpoints.CheckpointError, report.LabelError: bad model files.
-  """
-  names = assets.checkpoint_names(eval_type, imagenet_pretrained)
-  if eval_type == 'rgb600' and imagenet_pretrained:
-    logging.info('rgb600: the release has no ImageNet-pretrained Kinetics-600 '
-                 'checkpoint; using rgb_scratch_kin600.')
-  label_map = label_maps['kinetics600' if eval_type == 'rgb600'
-                         else 'kinetics400']
-  prefixes = {s: features.checkpoint_prefix(checkpoint_dir, n)
-              for s, n in names.items()}
-  missing = features.missing_message(
-      {'label map': label_map, **features.checkpoint_files(prefixes)},
-      '--checkpoint_dir, --label_map or --label_map_600')
-  if missing:
-    raise FileNotFoundError(missing)
-  info = video.probe(video_path)  # A bad file fails before the models load.
-
-  predictors = features.load_predictors(prefixes, path=inference_path,
-                                        chunk_frames=chunk_frames)
-  labels = None
-  total = None
-  num_frames = None
-  per_stream = {}
-  for stream, predictor in predictors.items():
-    if labels is None:
-      labels = report.load_labels(label_map, predictor.model.num_classes)
-    result = features.stream_logits(
-        predictor, video_path, stream, start=start, end=end,
-        num_frames=num_frames, flow_workers=flow_workers)
-    num_frames = result.num_frames
-    per_stream[stream] = result
-    total = result.logits if total is None else total + result.logits
-  result = next(iter(per_stream.values()))
-  details = {
-      'video': os.path.abspath(video_path),
-      'eval_type': eval_type,
-      'streams': list(predictors),
-      'checkpoints': dict(names),
-      'imagenet_pretrained': eval_type != 'rgb600' and imagenet_pretrained,
-      'start_s': start,
-      'end_s': end,
-      'fps': video.FPS,
-      'frames': result.num_frames,
-      'duration_s': round(result.num_frames / video.FPS, 6),
-      'looped': result.looped,
-      'frames_used': result.frames_used,
-      'streamed': result.streamed,
-      'source': {'width': info.width, 'height': info.height,
-                 'fps': info.fps, 'duration_s': info.duration,
-                 'codec': info.codec},
-      'inference_path': inference_path,
-  }
-  return Classification(total, labels, details)
-
-
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(
@@ -219,7 +120,7 @@ def main(argv: Sequence[str]) -> int:
                          f'{_CHUNK_FRAMES.value}.')
   inference.configure_threads()
   try:
-    result = classify(
+    result = classification.classify_video(
         _VIDEO.value, _EVAL_TYPE.value, _IMAGENET_PRETRAINED.value,
         _CHECKPOINT_DIR.value,
         label_maps={'kinetics400': _LABEL_MAP.value,

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-import classify_video
+import classification
 import features
 import features_test
 import inference
@@ -63,7 +63,7 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
     super().tearDownClass()
 
   def classify(self, path, eval_type='rgb', **kwargs):
-    return classify_video.classify(
+    return classification.classify_video(
         path, eval_type, True, self.ckpt,
         label_maps={'kinetics400': self.labels, 'kinetics600': self.labels},
         **kwargs)
@@ -103,7 +103,7 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(
         FileNotFoundError, r'(?s)Missing input files:.*flow checkpoint index.*'
         r'--checkpoint_dir'):
-      classify_video.classify(
+      classification.classify_video(
           self.long, 'joint', False, self.ckpt,
           label_maps={'kinetics400': self.labels,
                       'kinetics600': self.labels})

@@ -7,6 +7,7 @@ the independent NumPy implementation.
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,7 @@ import tensorflow as tf
 
 import assets
 import checkpoints
-import evaluate_sample
+import classification
 import numpy_reference
 import report
 
@@ -90,13 +91,14 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
 
   def _evaluate(self, eval_type, imagenet_pretrained, path='fast'):
     d = self.data
-    return evaluate_sample.evaluate(
+    result = classification.classify_arrays(
         eval_type, imagenet_pretrained, os.path.join(d, 'checkpoints'),
         samples={s: os.path.join(d, f'v_CricketShot_g04_c01_{s}.npy')
                  for s in ('rgb', 'flow')},
         label_maps={'kinetics400': os.path.join(d, 'label_map.txt'),
                     'kinetics600': os.path.join(d, 'label_map_600.txt')},
         inference_path=path)
+    return report.format_report(result.logits, result.labels)
 
   @parameterized.parameters(
       ('rgb', True), ('flow', True), ('joint', True),
@@ -150,10 +152,10 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
     bad = os.path.join(self.tmp, 'bad_rgb.npy')
     np.save(bad, np.zeros([1, 9, 100, 100, 3], np.float32))
     with self.assertRaisesRegex(
-        evaluate_sample.InputError,
+        classification.InputError,
         r'rgb sample .*bad_rgb.npy.*\[batch, frames, 224, 224, 3\]; got '
         r'\[1, 9, 100, 100, 3\]'):
-      evaluate_sample.load_sample(bad, 'rgb')
+      classification.load_sample(bad, 'rgb')
 
 
 class CommandLineTest(tf.test.TestCase):
@@ -193,11 +195,12 @@ class CommandLineTest(tf.test.TestCase):
                   result.stderr)
 
   def test_missing_release_assets_say_what_to_run(self):
-    # Default paths inside an empty copy of the script's folder.
+    # Default paths inside a copy of the code without data/, as in a fresh
+    # clone. (Copies, not links: Python resolves a linked script's folder.)
     empty = tempfile.mkdtemp()
     for f in os.listdir(_ROOT):
       if f.endswith('.py'):
-        os.symlink(os.path.join(_ROOT, f), os.path.join(empty, f))
+        shutil.copy(os.path.join(_ROOT, f), os.path.join(empty, f))
     result = subprocess.run(
         [sys.executable, os.path.join(empty, 'evaluate_sample.py'),
          '--eval_type=rgb'], capture_output=True, text=True, cwd=empty,
