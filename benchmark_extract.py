@@ -34,9 +34,6 @@ from typing import Any, Dict, List, Sequence
 
 from absl import app
 from absl import flags
-import av
-import cv2
-import numpy as np
 
 import assets
 import checkpoints
@@ -44,6 +41,7 @@ import features
 import i3d
 import inference
 import report
+import synthetic_videos
 import video
 
 _VIDEOS = flags.DEFINE_integer(
@@ -87,32 +85,6 @@ _JSON_OUT = flags.DEFINE_string(
     'json_out', None, 'Also write the results here as JSON.')
 
 
-def write_synthetic_video(path: str, seconds: float, width: int, height: int,
-                          fps: int, seed: int) -> int:
-  """A panning, slowly zooming texture as H.264 4:2:0; returns its frames."""
-  rng = np.random.default_rng(seed)
-  scene = cv2.GaussianBlur(rng.random((height * 2, width * 2, 3), np.float32),
-                           (0, 0), 3.0)
-  scene = cv2.normalize(scene, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-  count = max(1, int(round(seconds * fps)))
-  with av.open(path, 'w') as container:
-    stream = container.add_stream('libx264', rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
-    stream.options = {'crf': '20', 'preset': 'veryfast'}
-    for i in range(count):
-      zoom = 1.0 + 0.2 * i / count
-      matrix = np.float32([[zoom, 0, -2.0 * i], [0, zoom, -1.0 * i]])
-      image = cv2.warpAffine(scene, matrix, (width, height),
-                             borderMode=cv2.BORDER_REFLECT)
-      frame = av.VideoFrame.from_ndarray(image, format='rgb24')
-      frame.pts = i
-      for packet in stream.encode(frame):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
-  return count
-
-
 def _peak_rss_mb() -> Dict[str, float]:
   """Peak resident memory of this process and of its finished children."""
   kb = 1024.0  # Linux reports ru_maxrss in kB.
@@ -145,7 +117,7 @@ def main(argv: Sequence[str]) -> None:
     folder = os.path.join(tmp, 'videos')
     os.makedirs(folder)
     for i in range(_VIDEOS.value):
-      write_synthetic_video(os.path.join(folder, f'video_{i:03d}.mp4'),
+      synthetic_videos.write_panning_video(os.path.join(folder, f'video_{i:03d}.mp4'),
                             _SECONDS.value, _WIDTH.value, _HEIGHT.value,
                             _SOURCE_FPS.value, seed=i)
     videos = features.find_videos(folder)

@@ -32,6 +32,7 @@ import av
 import cv2
 import numpy as np
 
+import synthetic_videos
 import video
 
 _VIDEO = flags.DEFINE_string(
@@ -55,32 +56,6 @@ _REPEATS = flags.DEFINE_integer(
     lower_bound=1)
 _JSON_OUT = flags.DEFINE_string(
     'json_out', None, 'Also write the results here as JSON.')
-
-
-def write_synthetic_video(path: str, seconds: float, width: int, height: int,
-                          fps: int) -> str:
-  """A panning, slowly zooming texture with some colour, as H.264 4:2:0."""
-  rng = np.random.default_rng(0)
-  scene = rng.random((height * 2, width * 2, 3), np.float32)
-  scene = cv2.GaussianBlur(scene, (0, 0), 3.0)
-  scene = cv2.normalize(scene, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-  count = max(1, int(round(seconds * fps)))
-  with av.open(path, 'w') as container:
-    stream = container.add_stream('libx264', rate=fps)
-    stream.width, stream.height, stream.pix_fmt = width, height, 'yuv420p'
-    stream.options = {'crf': '20', 'preset': 'veryfast'}
-    for i in range(count):
-      zoom = 1.0 + 0.2 * i / count
-      matrix = np.float32([[zoom, 0, -2.0 * i], [0, zoom, -1.0 * i]])
-      image = cv2.warpAffine(scene, matrix, (width, height),
-                             borderMode=cv2.BORDER_REFLECT)
-      frame = av.VideoFrame.from_ndarray(image, format='rgb24')
-      frame.pts = i
-      for packet in stream.encode(frame):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
-  return path
 
 
 def decode_all(path: str) -> int:
@@ -188,7 +163,7 @@ def main(argv: Sequence[str]) -> None:
   with tempfile.TemporaryDirectory(prefix='benchmark_video_') as folder:
     path = _VIDEO.value
     if path is None:
-      path = write_synthetic_video(
+      path = synthetic_videos.write_panning_video(
           os.path.join(folder, 'synthetic.mp4'), _SECONDS.value, _WIDTH.value,
           _HEIGHT.value, _SOURCE_FPS.value)
     try:

@@ -16,7 +16,6 @@ from typing import Iterable, Iterator
 from unittest import mock
 
 from absl.testing import parameterized
-import av
 import cv2
 import numpy as np
 import tensorflow as tf
@@ -24,6 +23,7 @@ import tensorflow as tf
 import checkpoints
 import features
 import inference
+import synthetic_videos
 import video
 
 FPS = 25
@@ -47,18 +47,9 @@ def write_video(path: str, count: int, seed: int = 0, height: int = 64,
                 width: int = 80) -> str:
   """A lossless H.264 (RGB) video of `count` frames at 25 fps."""
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  with av.open(path, 'w') as container:
-    stream = container.add_stream('libx264rgb', rate=FPS)
-    stream.height, stream.width, stream.pix_fmt = height, width, 'rgb24'
-    stream.options = {'qp': '0'}
-    for i, image in enumerate(moving_frames(count, height, width, seed)):
-      frame = av.VideoFrame.from_ndarray(image, format='rgb24')
-      frame.pts = i
-      for packet in stream.encode(frame):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
-  return path
+  return synthetic_videos.write_video(
+      path, moving_frames(count, height, width, seed), rate=FPS,
+      codec='libx264rgb', pix_fmt='rgb24', options={'qp': '0'})
 
 
 def write_checkpoints(root: str, names=('rgb_imagenet', 'flow_imagenet')

@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+import synthetic_videos
 import video
 
 Fraction = fractions.Fraction
@@ -44,30 +45,11 @@ def write_video(path: str,
                 time_base: Optional[Fraction] = None,
                 fmt: str = 'mkv',
                 rotation: Optional[int] = None) -> str:
-  """Encodes uint8 RGB frames; pts in `time_base` units (default 1/rate)."""
+  """Encodes uint8 RGB frames in one of FORMATS; pts in `time_base` units."""
   _, codec, pix_fmt, options, _ = FORMATS[fmt]
-  time_base = time_base or Fraction(1, rate)
-  with av.open(path, 'w') as container:
-    stream = container.add_stream(codec, rate=rate)
-    stream.height, stream.width = frames[0].shape[:2]
-    stream.pix_fmt = pix_fmt
-    stream.codec_context.time_base = time_base
-    if options:
-      stream.options = options
-    if rotation is not None:
-      stream.set_display_rotation(rotation)
-    for i, image in enumerate(frames):
-      frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image),
-                                         format='rgb24')
-      if pix_fmt != 'rgb24':
-        frame = frame.reformat(format=pix_fmt)
-      frame.pts = i if pts is None else pts[i]
-      frame.time_base = time_base
-      for packet in stream.encode(frame):
-        container.mux(packet)
-    for packet in stream.encode():
-      container.mux(packet)
-  return path
+  return synthetic_videos.write_video(
+      path, frames, rate=rate, codec=codec, pix_fmt=pix_fmt, options=options,
+      pts=pts, time_base=time_base, rotation=rotation)
 
 
 def level_frames(count: int, height: int = 48,
@@ -284,17 +266,9 @@ class FrameRateTest(_TempDirMixin, parameterized.TestCase):
     # 30 frames with a keyframe every 5: seeking to the keyframe before
     # `start` must pick exactly the frames of decoding from the beginning.
     path = self.path('seek.mp4')
-    with av.open(path, 'w') as container:
-      stream = container.add_stream('libx264rgb', rate=30)
-      stream.width, stream.height, stream.pix_fmt = 64, 48, 'rgb24'
-      stream.options = {'qp': '0', 'g': '5'}
-      for i, image in enumerate(level_frames(30)):
-        frame = av.VideoFrame.from_ndarray(image, format='rgb24')
-        frame.pts = i
-        for packet in stream.encode(frame):
-          container.mux(packet)
-      for packet in stream.encode():
-        container.mux(packet)
+    synthetic_videos.write_video(path, level_frames(30), rate=30,
+                                 codec='libx264rgb', pix_fmt='rgb24',
+                                 options={'qp': '0', 'g': '5'})
     plain, _ = video.load_frames(path, start=0.5, end=0.9, short_side=None)
     with mock.patch.object(video, '_SEEK_MIN_S', 0.0):
       seeked, times = video.load_frames(path, start=0.5, end=0.9,
@@ -369,18 +343,9 @@ class ColourAndGeometryTest(_TempDirMixin, parameterized.TestCase):
   def test_red_stays_red(self):
     # Ordinary lossy H.264 4:2:0, as most downloads are.
     path = self.path('red.mp4')
-    with av.open(path, 'w') as container:
-      stream = container.add_stream('libx264', rate=25)
-      stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'
-      red = np.zeros((48, 64, 3), np.uint8)
-      red[..., 0] = 255
-      for i in range(3):
-        frame = av.VideoFrame.from_ndarray(red, format='rgb24')
-        frame.pts = i
-        for packet in stream.encode(frame):
-          container.mux(packet)
-      for packet in stream.encode():
-        container.mux(packet)
+    red = np.zeros((48, 64, 3), np.uint8)
+    red[..., 0] = 255
+    synthetic_videos.write_video(path, [red] * 3, rate=25)
     frames, _ = video.load_frames(path)
     mean = frames.reshape(-1, 3).mean(axis=0)
     self.assertGreater(mean[0], 235)

@@ -1,0 +1,91 @@
+"""Generated videos for the tests and benchmarks: no downloads needed.
+
+`write_video` encodes uint8 RGB frames with PyAV, with any codec, pixel
+format and timestamps (for variable frame rates). `panning_texture` makes a
+smooth coloured texture that pans and slowly zooms, which gives TV-L1
+something real to track and the decoder realistic work.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Iterable, Iterator, Mapping, Optional, Sequence
+
+import av
+import cv2
+import numpy as np
+
+
+def write_video(path: str,
+                frames: Iterable[np.ndarray],
+                rate: int = 25,
+                codec: str = 'libx264',
+                pix_fmt: str = 'yuv420p',
+                options: Optional[Mapping[str, str]] = None,
+                pts: Optional[Sequence[int]] = None,
+                time_base: Optional[Fraction] = None,
+                rotation: Optional[int] = None) -> str:
+  """Encodes uint8 RGB [H, W, 3] frames into a video file.
+
+  Args:
+    path: the file to write; its extension picks the container.
+    frames: the frames, all of one size (even sides for yuv420p).
+    rate: the nominal frame rate.
+    codec: e.g. 'libx264', 'libx264rgb' (lossless with qp=0), 'ffv1'.
+    pix_fmt: the encoder's pixel format, e.g. 'yuv420p' or 'rgb24'.
+    options: encoder options, e.g. {'crf': '20'} or {'qp': '0'}.
+    pts: each frame's timestamp in `time_base` units; 0, 1, 2... if None.
+    time_base: the timestamps' unit; 1/rate if None.
+    rotation: a display rotation tag in degrees, as phones write.
+
+  Returns:
+    `path`.
+  """
+  time_base = time_base or Fraction(1, rate)
+  with av.open(path, 'w') as container:
+    stream = None
+    for i, image in enumerate(frames):
+      if stream is None:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = image.shape[:2]
+        stream.pix_fmt = pix_fmt
+        stream.codec_context.time_base = time_base
+        if options:
+          stream.options = dict(options)
+        if rotation is not None:
+          stream.set_display_rotation(rotation)
+      frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image),
+                                         format='rgb24')
+      if pix_fmt != 'rgb24':
+        frame = frame.reformat(format=pix_fmt)
+      frame.pts = i if pts is None else pts[i]
+      frame.time_base = time_base
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    if stream is None:
+      raise ValueError(f'`frames` is empty; nothing to write to {path!r}.')
+    for packet in stream.encode():
+      container.mux(packet)
+  return path
+
+
+def panning_texture(count: int, height: int, width: int,
+                    seed: int = 0) -> Iterator[np.ndarray]:
+  """Yields `count` uint8 RGB frames of a panning, slowly zooming texture."""
+  rng = np.random.default_rng(seed)
+  scene = rng.random((height * 2, width * 2, 3), np.float32)
+  scene = cv2.GaussianBlur(scene, (0, 0), 3.0)
+  scene = cv2.normalize(scene, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+  for i in range(count):
+    zoom = 1.0 + 0.2 * i / count
+    matrix = np.float32([[zoom, 0, -2.0 * i], [0, zoom, -1.0 * i]])
+    yield cv2.warpAffine(scene, matrix, (width, height),
+                         borderMode=cv2.BORDER_REFLECT)
+
+
+def write_panning_video(path: str, seconds: float, width: int, height: int,
+                        rate: int, seed: int = 0) -> str:
+  """A panning texture as ordinary lossy H.264 4:2:0; returns `path`."""
+  count = max(1, int(round(seconds * rate)))
+  return write_video(path, panning_texture(count, height, width, seed),
+                     rate=rate, options={'crf': '20', 'preset': 'veryfast'})
