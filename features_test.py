@@ -10,7 +10,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import threading
 from typing import Iterable, Iterator
 from unittest import mock
@@ -25,6 +24,7 @@ import features
 import inference
 import synthetic_videos
 import video
+import video_test
 
 FPS = 25
 
@@ -88,17 +88,9 @@ def plain_features(model, clip: np.ndarray, endpoint: str) -> np.ndarray:
   return tf.reduce_mean(end_points[endpoint], axis=[1, 2, 3]).numpy()
 
 
-class _TempDir(tf.test.TestCase, parameterized.TestCase):
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix=f'{cls.__name__}_')
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.tmp, ignore_errors=True)
-    super().tearDownClass()
+class _TempDir(video_test.TempDirMixin, tf.test.TestCase,
+               parameterized.TestCase):
+  """Test cases with one temporary folder per class."""
 
 
 class WindowTest(parameterized.TestCase):

@@ -345,16 +345,27 @@ def _check_clip(path: str, start, end, period: Fraction, container, stream
     # Be lenient: the stream and container headers can disagree a little.
     duration = max(duration, Fraction(container.duration, av.time_base))
   if duration is not None:
-    if t_start >= duration:
-      raise VideoError(
-          f'`start`={start} is at or past the end of {path!r}, which lasts '
-          f'{float(duration):.3f} s; pass a start below that.')
-    if t_end is not None and t_end >= duration + period:
-      raise VideoError(
-          f'`end`={end} is past the end of {path!r}, which lasts '
-          f'{float(duration):.3f} s; pass an end of at most that, or None '
-          'for the end of the video.')
+    _check_within(path, t_start, t_end, duration, period, 'which lasts')
   return t_start, t_end
+
+
+def _check_within(path: str, t_start: Fraction, t_end: Optional[Fraction],
+                  video_end: Fraction, period: Fraction, what: str) -> None:
+  """Raises VideoError when a clip starts or ends after the video does.
+
+  An end may overshoot the video by less than one output frame period.
+  `what` words the end time: 'which lasts' (from the headers) or 'whose
+  frames end at' (from the decoded frames).
+  """
+  if t_start >= video_end:
+    raise VideoError(
+        f'`start`={float(t_start):g} is at or past the end of {path!r}, {what} '
+        f'{float(video_end):.3f} s; pass a start below that.')
+  if t_end is not None and t_end >= video_end + period:
+    raise VideoError(
+        f'`end`={float(t_end):g} is past the end of {path!r}, {what} '
+        f'{float(video_end):.3f} s; pass an end of at most that, or None for '
+        'the end of the video.')
 
 
 def _open_stream(path: str):
@@ -516,15 +527,8 @@ def _resample(path: str, stream, timed: Iterator[Tuple[Fraction, Any]],
         f'{path!r} has a video stream but no frame could be decoded; the '
         'file is probably truncated or corrupt. Re-download or re-encode it.')
   video_end = stamp + (_frame_duration(frame, stream) or last_gap or period)
-  if t_start >= video_end:
-    raise VideoError(
-        f'`start`={float(t_start):g} is at or past the end of {path!r}, whose '
-        f'frames end at {float(video_end):.3f} s; pass a start below that.')
-  if t_end is not None and t_end >= video_end + period:
-    raise VideoError(
-        f'`end`={float(t_end):g} is past the end of {path!r}, whose frames '
-        f'end at {float(video_end):.3f} s; pass an end of at most that, or '
-        'None for the end of the video.')
+  _check_within(path, t_start, t_end, video_end, period,
+                'whose frames end at')
   stop = video_end if t_end is None else t_end
   while t_k < stop:
     yield emit()

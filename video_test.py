@@ -87,7 +87,7 @@ def shifted_frames(count: int, dx: int, dy: int, height: int = 48,
   return np.stack(frames)
 
 
-class _TempDirMixin:
+class TempDirMixin:
   """One temporary folder per test class, for the videos it writes."""
 
   @classmethod
@@ -105,7 +105,7 @@ class _TempDirMixin:
     return os.path.join(cls.tmp, name)
 
 
-class ProbeTest(_TempDirMixin, parameterized.TestCase):
+class ProbeTest(TempDirMixin, parameterized.TestCase):
 
   @parameterized.parameters('mkv', 'mp4', 'avi', 'webm')
   def test_probe_reads_each_container(self, fmt):
@@ -132,7 +132,7 @@ class ProbeTest(_TempDirMixin, parameterized.TestCase):
     self.assertEqual(int((images[0, ..., 0] > 128).sum()), 64)
 
 
-class BadFileTest(_TempDirMixin, parameterized.TestCase):
+class BadFileTest(TempDirMixin, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
@@ -210,7 +210,7 @@ class BadFileTest(_TempDirMixin, parameterized.TestCase):
       video.probe(path)
 
 
-class FrameRateTest(_TempDirMixin, parameterized.TestCase):
+class FrameRateTest(TempDirMixin, parameterized.TestCase):
   """Which source frame each 25 fps output frame shows."""
 
   @parameterized.parameters('mkv', 'mp4', 'avi', 'webm')
@@ -284,7 +284,7 @@ class FrameRateTest(_TempDirMixin, parameterized.TestCase):
       video.iter_frames(self.path('any.mkv'), fps=fps)
 
 
-class ClipTest(_TempDirMixin, parameterized.TestCase):
+class ClipTest(TempDirMixin, parameterized.TestCase):
   """start/end in seconds, as Kinetics clips are given."""
 
   @classmethod
@@ -338,7 +338,7 @@ class ClipTest(_TempDirMixin, parameterized.TestCase):
         list(video.iter_frames(self.video, end=2))
 
 
-class ColourAndGeometryTest(_TempDirMixin, parameterized.TestCase):
+class ColourAndGeometryTest(TempDirMixin, parameterized.TestCase):
 
   def test_red_stays_red(self):
     # Ordinary lossy H.264 4:2:0, as most downloads are.
@@ -570,7 +570,7 @@ class FlowTest(parameterized.TestCase):
       video.compute_flow(np.zeros((2, 8, 8, 3), np.uint8), workers=0)
 
 
-class PreprocessTest(_TempDirMixin, parameterized.TestCase):
+class PreprocessTest(TempDirMixin, parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
@@ -640,7 +640,7 @@ class PreprocessTest(_TempDirMixin, parameterized.TestCase):
       video.preprocess(self.levels, crop='corner')
 
 
-class SavingTest(_TempDirMixin, parameterized.TestCase):
+class SavingTest(TempDirMixin, parameterized.TestCase):
 
   def test_save_npy_writes_exactly_the_path(self):
     folder = tempfile.mkdtemp(dir=self.tmp)
@@ -691,7 +691,7 @@ class SavingTest(_TempDirMixin, parameterized.TestCase):
       video.gif_frames(np.zeros((2, 3, 8, 8, 3)))
 
 
-class PreprocessVideoMainTest(_TempDirMixin, parameterized.TestCase):
+class PreprocessVideoMainTest(TempDirMixin, parameterized.TestCase):
   """preprocess_video.py as a user runs it."""
 
   def _run(self, *args: str) -> subprocess.CompletedProcess:
