@@ -37,6 +37,8 @@ from absl import app
 from absl import flags
 
 STREAMS = ('rgb', 'flow', 'joint')
+# As checkpoints.STREAM_CHANNELS; written out so that this parent process,
+# which only launches the measuring subprocesses, never imports TensorFlow.
 _CHANNELS = {'rgb': 3, 'flow': 2}
 _SIZE = 224
 

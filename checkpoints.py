@@ -54,6 +54,12 @@ LAYOUTS: Dict[str, Layout] = {
     'kinetics600': Layout('kinetics600', '', 3, 600, True, True),
 }
 
+# Input channels of each stream: RGB frames and TV-L1 flow (x, y).
+STREAM_CHANNELS: Dict[str, int] = {
+    'rgb': LAYOUTS['rgb'].in_channels,
+    'flow': LAYOUTS['flow'].in_channels,
+}
+
 # The five released checkpoints and their layouts.
 RELEASE_CHECKPOINTS: Dict[str, str] = {
     'rgb_imagenet': 'rgb',

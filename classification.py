@@ -17,12 +17,13 @@ from absl import logging
 import numpy as np
 
 import assets
+import checkpoints
 import features
 import inference
 import report
 import video
 
-CHANNELS = {'rgb': 3, 'flow': 2}
+CHANNELS = checkpoints.STREAM_CHANNELS
 
 
 class InputError(ValueError):
@@ -98,7 +99,8 @@ def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
              start: Optional[float] = None, end: Optional[float] = None,
              inference_path: str = inference.DEFAULT_PATH,
              chunk_frames: Optional[int] = None,
-             flow_workers: Optional[int] = None) -> Classification:
+             flow_workers: Optional[int] = None,
+             progress: bool = False) -> Classification:
   """Classifies one video clip, streaming long ones in bounded memory.
 
   Args:
@@ -112,6 +114,7 @@ def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
     inference_path: One of inference.PATHS.
     chunk_frames: Frames per streamed chunk; see inference.make_predictor.
     flow_workers: Processes for TV-L1; None = all cores.
+    progress: Show a progress bar over the frames of a streamed clip.
 
   Returns:
     A Classification.
@@ -140,7 +143,7 @@ def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
       labels = report.load_labels(label_map, predictor.model.num_classes)
     result = features.stream_logits(
         predictor, video_path, stream, start=start, end=end,
-        num_frames=num_frames, flow_workers=flow_workers)
+        num_frames=num_frames, flow_workers=flow_workers, progress=progress)
     num_frames = result.num_frames
     per_stream[stream] = result
     total = result.logits if total is None else total + result.logits

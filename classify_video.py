@@ -102,6 +102,9 @@ _CHUNK_FRAMES = flags.DEFINE_integer(
     'chunk_frames', inference.DEFAULT_CHUNK_FRAMES,
     'Frames per chunk when streaming a long video (a multiple of 8); memory '
     'grows linearly with it.', lower_bound=8)
+_PROGRESS = flags.DEFINE_boolean(
+    'progress', True, 'Show a progress bar over the frames of a long clip '
+    '(longer than --chunk_frames) on stderr.')
 _FLOW_WORKERS = flags.DEFINE_integer(
     'flow_workers', None, 'Processes for TV-L1 flow; default: all cores.',
     lower_bound=1)
@@ -127,7 +130,8 @@ def main(argv: Sequence[str]) -> int:
                     'kinetics600': _LABEL_MAP_600.value},
         start=_START.value, end=_END.value,
         inference_path=_INFERENCE_PATH.value,
-        chunk_frames=_CHUNK_FRAMES.value, flow_workers=_FLOW_WORKERS.value)
+        chunk_frames=_CHUNK_FRAMES.value, flow_workers=_FLOW_WORKERS.value,
+        progress=_PROGRESS.value)
   except (FileNotFoundError, video.VideoError, checkpoints.CheckpointError,
           report.LabelError) as e:
     print(f'ERROR: {e}', file=sys.stderr)

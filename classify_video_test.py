@@ -7,6 +7,8 @@ video.preprocess; a few subprocess runs check the commands as a user runs
 them: the printed report, JSON, chart, looping note, errors and exit codes.
 """
 
+import contextlib
+import io
 import json
 import os
 import re
@@ -88,6 +90,16 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
         path='plain')['rgb'].model
     whole = model(tf.constant(rgb), is_training=False)[0].numpy()[0]
     self.assertAllClose(got.logits, whole, atol=1e-4, rtol=0)
+
+  def test_streamed_clip_shows_progress(self):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+      self.classify(self.long, chunk_frames=16, progress=True)
+    self.assertRegex(stderr.getvalue(), r'rgb long\S* .*42/42 \[')
+    quiet = io.StringIO()
+    with contextlib.redirect_stderr(quiet):
+      self.classify(self.long, chunk_frames=16, progress=False)
+    self.assertNotIn('42/42', quiet.getvalue())
 
   def test_clip_times(self):
     got = self.classify(self.long, start=0.4, end=1.2)

@@ -81,7 +81,7 @@ import report
 import video
 
 STREAMS = ('rgb', 'flow')
-CHANNELS = {'rgb': 3, 'flow': 2}
+CHANNELS = checkpoints.STREAM_CHANNELS
 
 # What a folder given as --inputs contributes (case-insensitive).
 VIDEO_EXTENSIONS = ('.avi', '.mkv', '.mov', '.mp4', '.webm')
@@ -510,7 +510,8 @@ class StreamLogits:
 def stream_logits(predictor: inference.Predictor, path: str, stream: str,
                   start: Optional[float] = None, end: Optional[float] = None,
                   num_frames: Optional[int] = None,
-                  flow_workers: Optional[int] = None) -> StreamLogits:
+                  flow_workers: Optional[int] = None,
+                  progress: bool = False) -> StreamLogits:
   """One stream's logits of a whole clip, in memory bounded by the chunk size.
 
   The whole clip is evaluated convolutionally in time, as in the paper. The
@@ -530,6 +531,7 @@ def stream_logits(predictor: inference.Predictor, path: str, stream: str,
     num_frames: The clip's length at 25 fps, if known (e.g. from another
       stream of the same clip).
     flow_workers: Processes for TV-L1; None = all cores.
+    progress: Show a tqdm bar on stderr over the frames of a streamed clip.
 
   Returns:
     A StreamLogits.
@@ -559,10 +561,14 @@ def stream_logits(predictor: inference.Predictor, path: str, stream: str,
       num_frames = count_frames(path, start, end)
     head = collections.deque(head)  # Let go of each frame once it is used.
     first = (head.popleft() for _ in range(len(head)))
+    pending = itertools.chain(first, frames)
+    if progress:
+      pending = tqdm.tqdm(pending, total=num_frames, unit='frame',
+                          desc=f'{stream} {os.path.basename(path)}',
+                          dynamic_ncols=True)
     try:
-      logits = predictor.logits_stream(
-          _pieces(itertools.chain(first, frames), _STREAM_PIECE),
-          num_frames=num_frames)
+      logits = predictor.logits_stream(_pieces(pending, _STREAM_PIECE),
+                                       num_frames=num_frames)
     except ValueError as e:
       if isinstance(e, video.VideoError):
         raise

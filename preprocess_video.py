@@ -44,6 +44,8 @@ _SEED = flags.DEFINE_integer(
 _WORKERS = flags.DEFINE_integer(
     'workers', None, 'Processes for TV-L1 flow; default: all cores.',
     lower_bound=1)
+_PROGRESS = flags.DEFINE_boolean(
+    'progress', True, 'Show a progress bar over the frames on stderr.')
 _GIF = flags.DEFINE_bool('gif', True, 'Also write <name>_<stream>.gif.')
 
 
@@ -58,7 +60,7 @@ def main(argv: Sequence[str]) -> None:
     inputs = video.preprocess(
         _VIDEO.value, streams=streams, start=_START.value, end=_END.value,
         min_frames=_MIN_FRAMES.value, crop=_CROP.value, rng=_SEED.value,
-        flip=_FLIP.value, workers=_WORKERS.value)
+        flip=_FLIP.value, workers=_WORKERS.value, progress=_PROGRESS.value)
   except video.VideoError as e:
     print(f'preprocess_video: error: {e}', file=sys.stderr)
     sys.exit(1)

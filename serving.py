@@ -39,7 +39,7 @@ import i3d
 import inference
 
 STREAMS = ('rgb', 'flow', 'joint')
-CHANNELS = {'rgb': 3, 'flow': 2}
+CHANNELS = checkpoints.STREAM_CHANNELS
 CLIP_SIZE = 224
 SIGNATURE_KEY = 'serving_default'
 

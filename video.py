@@ -73,6 +73,7 @@ import av
 import cv2
 import numpy as np
 from PIL import Image
+import tqdm
 
 Fraction = fractions.Fraction
 PathLike = Union[str, os.PathLike]
@@ -967,6 +968,15 @@ def compute_flow(frames: np.ndarray,
 # The whole recipe.
 
 
+def _expected_frames(info: VideoInfo, start: Optional[float],
+                     end: Optional[float], fps: float) -> Optional[int]:
+  """About how many frames a clip gives at `fps`, for progress bars."""
+  stop = end if end is not None else info.duration
+  if stop is None:
+    return None
+  return max(0, math.ceil((stop - (start or 0.0)) * fps))
+
+
 def preprocess(path: PathLike,
                streams: Sequence[str] = VALID_STREAMS,
                start: Optional[float] = None,
@@ -976,7 +986,8 @@ def preprocess(path: PathLike,
                rng: RngLike = None,
                flip: bool = False,
                workers: Optional[int] = None,
-               fps: float = FPS) -> Dict[str, Any]:
+               fps: float = FPS,
+               progress: bool = False) -> Dict[str, Any]:
   """A video file -> I3D inputs in the layout of the release's sample arrays.
 
   Decodes and resamples with `iter_frames` (25 fps, shorter side 256), crops
@@ -998,6 +1009,7 @@ def preprocess(path: PathLike,
     flip: If True, mirror the clip left to right with probability 0.5 (flow
       x negated).
     workers: Processes for TV-L1; None = os.cpu_count().
+    progress: Show a tqdm bar over the frames on stderr.
     fps: Output frame rate.
 
   Returns:
@@ -1034,6 +1046,10 @@ def preprocess(path: PathLike,
   generator = _as_rng(rng) if (crop == 'random' or flip) else None
   info = probe(path)
   frames = iter_frames(path, start=start, end=end, fps=fps)
+  if progress:
+    frames = tqdm.tqdm(frames, total=_expected_frames(info, start, end, fps),
+                       unit='frame', desc=os.path.basename(path),
+                       dynamic_ncols=True)
 
   times: List[float] = []
   source_times: List[float] = []

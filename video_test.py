@@ -5,7 +5,9 @@ Lossless codecs (FFV1 in mkv, libx264rgb with qp=0) keep pixel values exact;
 lossy ones are checked with tolerances.
 """
 
+import contextlib
 import fractions
+import io
 import os
 import re
 import shutil
@@ -580,6 +582,12 @@ class PreprocessTest(TempDirMixin, parameterized.TestCase):
                              rate=25)
     cls.levels = write_video(cls.path('levels.mkv'), level_frames(12),
                              rate=25)
+
+  def test_progress_bar_counts_the_frames(self):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+      video.preprocess(self.levels, streams=('rgb',), progress=True)
+    self.assertRegex(stderr.getvalue(), r'levels\.mkv: 100%.*12/12 \[')
 
   def test_release_layout_and_flow_end_to_end(self):
     out = video.preprocess(self.moving, workers=2)
