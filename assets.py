@@ -26,15 +26,25 @@ import functools
 import hashlib
 import http.client
 import os
-import secrets
 import sys
-from typing import BinaryIO, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import (
+  BinaryIO,
+  Callable,
+  Dict,
+  List,
+  Mapping,
+  Optional,
+  Sequence,
+  Tuple,
+)
 import urllib.error
 import urllib.parse
 import urllib.request
 
 from absl import logging
 import tqdm
+
+import fileio
 
 RELEASE_REPO_URL = 'https://github.com/google-deepmind/kinetics-i3d'
 DEFAULT_BASE_URL = (
@@ -105,11 +115,64 @@ RELEASE_BLOBS: Dict[str, str] = {
     'out/no_imagenet_rgb.txt': '69af33e30c2a69faffad6475a041fe44f7a92f10',
 }
 
-CHECKPOINT_NAMES = ('rgb_imagenet', 'flow_imagenet', 'rgb_scratch',
-                    'flow_scratch', 'rgb_scratch_kin600')
+# The two streams and their input channels: RGB frames, TV-L1 flow (x, y).
 STREAMS = ('rgb', 'flow')
+STREAM_CHANNELS: Dict[str, int] = {'rgb': 3, 'flow': 2}
+
+# What a `streams` choice runs: one stream, or both with their logits summed.
+STREAM_CHOICES = ('rgb', 'flow', 'joint')
+
+# What each --eval_type evaluates: its streams and its classes.
 EVAL_TYPES = ('rgb', 'rgb600', 'flow', 'joint')
-LABEL_MAPS = ('data/label_map.txt', 'data/label_map_600.txt')
+_EVAL_STREAMS = {'rgb': ('rgb',), 'rgb600': ('rgb',), 'flow': ('flow',),
+                 'joint': STREAMS}
+_EVAL_CLASSES = {'rgb': 400, 'rgb600': 600, 'flow': 400, 'joint': 400}
+
+# The label map of each class count.
+LABEL_MAP_FILES: Dict[int, str] = {400: 'data/label_map.txt',
+                                   600: 'data/label_map_600.txt'}
+LABEL_MAPS = tuple(LABEL_MAP_FILES.values())
+
+
+@dataclasses.dataclass(frozen=True)
+class Release:
+  """One released checkpoint.
+
+  Attributes:
+    name: Its folder under data/checkpoints, e.g. 'rgb_imagenet'.
+    layout: How its tensors are named and shaped (a checkpoints.LAYOUTS key).
+    stream: 'rgb' or 'flow'.
+    num_classes: 400 (Kinetics-400) or 600 (Kinetics-600).
+    imagenet_pretrained: Whether its 2D ImageNet weights were inflated before
+      training on Kinetics (else trained from scratch).
+  """
+  name: str
+  layout: str
+  stream: str
+  num_classes: int
+  imagenet_pretrained: bool
+
+  @property
+  def label_map(self) -> str:
+    """The release path of its class names."""
+    return LABEL_MAP_FILES[self.num_classes]
+
+  @property
+  def blobs(self) -> Dict[str, str]:
+    """Release path -> git blob id of each of its files."""
+    folder = f'data/checkpoints/{self.name}/'
+    return {p: b for p, b in RELEASE_BLOBS.items() if p.startswith(folder)}
+
+
+# The five released checkpoints.
+RELEASES: Dict[str, Release] = {r.name: r for r in (
+    Release('rgb_imagenet', 'rgb', 'rgb', 400, True),
+    Release('flow_imagenet', 'flow', 'flow', 400, True),
+    Release('rgb_scratch', 'rgb', 'rgb', 400, False),
+    Release('flow_scratch', 'flow', 'flow', 400, False),
+    Release('rgb_scratch_kin600', 'kinetics600', 'rgb', 600, False),
+)}
+CHECKPOINT_NAMES = tuple(RELEASES)
 
 # What restoring a checkpoint needs, and what it does not: the graph def
 # (`.meta`) and the `checkpoint` state file, whose paths are absolute paths on
@@ -120,7 +183,6 @@ CHECKPOINT_EXTRA_FILES = ('model.ckpt.meta', 'checkpoint')
 _CHUNK_BYTES = 1 << 20
 # Files at least this large get a progress bar; smaller ones only a log line.
 _PROGRESS_MIN_BYTES = 1 << 20
-_TEMP_SUFFIX = '.part'
 
 
 class AssetError(RuntimeError):
@@ -236,8 +298,8 @@ def checkpoint_names(eval_type: str,
     eval_type: One of EVAL_TYPES: 'rgb', 'flow', 'joint' (both streams) or
       'rgb600' (the Kinetics-600 RGB model).
     imagenet_pretrained: Use the `*_imagenet` checkpoints rather than the
-      `*_scratch` ones. Ignored for 'rgb600': the release has no
-      ImageNet-pretrained Kinetics-600 checkpoint, so it always uses
+      `*_scratch` ones, where the release has both. It has no
+      ImageNet-pretrained Kinetics-600 checkpoint, so 'rgb600' always uses
       rgb_scratch_kin600.
 
   Returns:
@@ -249,16 +311,123 @@ def checkpoint_names(eval_type: str,
   if eval_type not in EVAL_TYPES:
     raise ValueError(
         f'eval_type must be one of {EVAL_TYPES}, got {eval_type!r}.')
-  if eval_type == 'rgb600':
-    return {'rgb': 'rgb_scratch_kin600'}
-  streams = list(STREAMS) if eval_type == 'joint' else [eval_type]
-  suffix = 'imagenet' if imagenet_pretrained else 'scratch'
-  return {s: f'{s}_{suffix}' for s in streams}
+  names = {}
+  for stream in _EVAL_STREAMS[eval_type]:
+    fits = [r for r in RELEASES.values() if r.stream == stream and
+            r.num_classes == _EVAL_CLASSES[eval_type]]
+    # The wanted pretraining if the release has it, else the one there is.
+    fits.sort(key=lambda r: r.imagenet_pretrained != imagenet_pretrained)
+    names[stream] = fits[0].name
+  return names
+
+
+def streams_of(streams: str) -> Tuple[str, ...]:
+  """The streams of a STREAM_CHOICES value: ('rgb',), ('flow',) or both."""
+  if streams not in STREAM_CHOICES:
+    raise ValueError(f'Unknown `streams` {streams!r}; valid values are: '
+                     f'{", ".join(STREAM_CHOICES)}.')
+  return _EVAL_STREAMS[streams]
 
 
 def label_map_for(eval_type: str) -> str:
   """The label map path (relative to the repo root) for `eval_type`."""
-  return LABEL_MAPS[1] if eval_type == 'rgb600' else LABEL_MAPS[0]
+  return LABEL_MAP_FILES[_EVAL_CLASSES[eval_type]]
+
+
+def checkpoint_prefix(checkpoint_dir: str, name: str) -> str:
+  """<checkpoint_dir>/<name>/model.ckpt, the release's layout."""
+  return os.path.join(checkpoint_dir, name, 'model.ckpt')
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolved:
+  """The release files that one evaluation uses.
+
+  Attributes:
+    eval_type: One of EVAL_TYPES.
+    imagenet_pretrained: Whether the checkpoints are ImageNet-pretrained
+      (what was used, which differs from what was asked for rgb600).
+    checkpoints: Stream -> release checkpoint name, in stream order.
+    prefixes: Stream -> checkpoint prefix under the checkpoint folder.
+    label_map: The release path of the label map (relative to the root).
+    num_classes: The models' classes.
+  """
+  eval_type: str
+  imagenet_pretrained: bool
+  checkpoints: Dict[str, str]
+  prefixes: Dict[str, str]
+  label_map: str
+  num_classes: int
+
+  @property
+  def streams(self) -> Tuple[str, ...]:
+    return tuple(self.checkpoints)
+
+
+def resolve(eval_type: str, imagenet_pretrained: bool,
+            checkpoint_dir: str) -> Resolved:
+  """The checkpoints and label map of an evaluation, one rule for every tool.
+
+  Args:
+    eval_type: One of EVAL_TYPES.
+    imagenet_pretrained: See `checkpoint_names`.
+    checkpoint_dir: Folder of <name>/model.ckpt checkpoints.
+
+  Returns:
+    A Resolved.
+
+  Raises:
+    ValueError: `eval_type` is not one of EVAL_TYPES.
+  """
+  names = checkpoint_names(eval_type, imagenet_pretrained)
+  used = all(RELEASES[n].imagenet_pretrained for n in names.values())
+  if imagenet_pretrained and not used:
+    logging.info('%s: the release has no ImageNet-pretrained checkpoint for '
+                 'it; using %s.', eval_type, ', '.join(names.values()))
+  return Resolved(
+      eval_type=eval_type,
+      imagenet_pretrained=used,
+      checkpoints=names,
+      prefixes={s: checkpoint_prefix(checkpoint_dir, n)
+                for s, n in names.items()},
+      label_map=label_map_for(eval_type),
+      num_classes=_EVAL_CLASSES[eval_type])
+
+
+def restore_files(prefixes: Mapping[str, str]) -> Dict[str, str]:
+  """What -> path of the files that restoring each stream's checkpoint needs."""
+  needed = {}
+  for stream, prefix in prefixes.items():
+    needed[f'{stream} checkpoint index'] = prefix + '.index'
+    needed[f'{stream} checkpoint data'] = prefix + '.data-00000-of-00001'
+  return needed
+
+
+def missing_message(needed: Mapping[str, str]) -> Optional[str]:
+  """Says what to fetch, or where to put each missing file; None if none is.
+
+  Args:
+    needed: What -> path, e.g. {'rgb checkpoint index': '...index'}.
+
+  Returns:
+    A multi-line message, or None when every file exists. Files of the
+    release get the fetch_assets.py command; others are named so that the
+    caller can say how to pass them.
+  """
+  missing = {what: p for what, p in needed.items() if not os.path.exists(p)}
+  if not missing:
+    return None
+  lines = ['Missing input files:']
+  lines += [f'  {what}: {p}' for what, p in missing.items()]
+  release = [os.path.relpath(os.path.abspath(p), REPO_ROOT)
+             for p in missing.values()]
+  release = [p for p in release if p in RELEASE_BLOBS]
+  if release:
+    lines.append(fetch_hint(release, root=REPO_ROOT))
+  if len(release) < len(missing):
+    lines.append('Files outside the release layout must be given by their '
+                 'paths.')
+  return '\n'.join(lines)
 
 
 def files_for(eval_type: str, imagenet_pretrained: bool) -> List[str]:
@@ -481,41 +650,17 @@ def _open_file(source_dir: str, path: str) -> tuple[BinaryIO, Optional[int]]:
 def _fetch_one(open_source: Callable[[str], tuple[BinaryIO, Optional[int]]],
                path: str, dest: str, blob_id: str, progress: bool) -> None:
   """Copies one file to a temporary file, verifies it and moves it to dest."""
-  dest_dir = os.path.dirname(dest) or '.'
-  os.makedirs(dest_dir, exist_ok=True)
+  os.makedirs(os.path.dirname(dest) or '.', exist_ok=True)
   stream, size = open_source(path)
-  temp = None
-  try:
-    with stream:
-      temp, out = _create_temp(dest)
-      with out, _progress_bar(path, size, progress) as bar:
-        got = _copy_and_hash(stream, out, size, bar.update)
+  with stream, fileio.temp_path(dest) as temp:
+    with open(temp, 'xb') as out, _progress_bar(path, size, progress) as bar:
+      got = _copy_and_hash(stream, out, size, bar.update)
     if got is None:  # No size known up front: hash what was written.
       got = git_blob_id(temp)
     if got != blob_id:
       raise _Failed(f'fetched file fails verification: git blob id {got}, '
                     f'expected {blob_id}')
-    os.replace(temp, dest)
-    temp = None
-    logging.info('Fetched and verified: %s', dest)
-  finally:
-    if temp is not None:
-      try:
-        os.remove(temp)
-      except FileNotFoundError:
-        pass
-
-
-def _create_temp(dest: str) -> tuple[str, BinaryIO]:
-  """A new hidden file beside dest, with the permissions a plain open gives."""
-  head, tail = os.path.split(dest)
-  while True:
-    temp = os.path.join(head, f'.{tail}.{secrets.token_hex(4)}{_TEMP_SUFFIX}')
-    try:
-      fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-      continue
-    return temp, os.fdopen(fd, 'wb')
+  logging.info('Fetched and verified: %s', dest)
 
 
 def _copy_and_hash(src: BinaryIO, dst: BinaryIO, size: Optional[int],

@@ -21,6 +21,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 
 import assets
+import fileio
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # A closed port on the loopback interface: connecting is refused at once.
@@ -42,7 +43,7 @@ def _no_proxy_env() -> Dict[str, str]:
 
 def _temp_files(root: str) -> list:
   return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files
-          if f.endswith('.part')]
+          if f.endswith(fileio.TEMP_SUFFIX)]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -354,7 +355,7 @@ class FetchAssetsTest(absltest.TestCase):
                        f'--base_url={_UNREACHABLE_URL}')
     self.assertEqual(result.returncode, 1)
     self.assertNotIn('Traceback', result.stderr)
-    self.assertIn('ERROR: Could not fetch 5 of 5 I3D release file(s) from '
+    self.assertIn('fetch_assets: error: Could not fetch 5 of 5 I3D release file(s) from '
                   f'{_UNREACHABLE_URL}', result.stderr)
     self.assertIn(
         f'{_UNREACHABLE_URL}data/v_CricketShot_g04_c01_rgb.npy\n'

@@ -6,7 +6,7 @@ keeps freed memory, so peaks measured in one long-lived process only grow.
 Each one builds the model with random release-shaped weights, runs `--warmup`
 untimed calls, then `--iters` timed calls of batch `--batch`, and reports
 clips/s, frames/s, effective GFLOP/s (convolution FLOPs counted analytically,
-see inference.conv_flops) and that as a percentage of this machine's
+see conv_flops) and that as a percentage of this machine's
 sustained fp32 matmul rate, measured in the same run.
 
 Modes: 'eager' calls the module eagerly; the others are inference.PATHS
@@ -26,6 +26,7 @@ Usage:
 from __future__ import annotations
 
 import json
+import math
 import os
 import resource
 import subprocess
@@ -36,10 +37,12 @@ from typing import Any, Dict, List, Optional
 from absl import app
 from absl import flags
 
-STREAMS = ('rgb', 'flow', 'joint')
-# As checkpoints.STREAM_CHANNELS; written out so that this parent process,
-# which only launches the measuring subprocesses, never imports TensorFlow.
-_CHANNELS = {'rgb': 3, 'flow': 2}
+import assets
+
+STREAMS = assets.STREAM_CHOICES
+# assets imports no TensorFlow, so this parent process, which only launches
+# the measuring subprocesses, never does.
+_CHANNELS = assets.STREAM_CHANNELS
 _SIZE = 224
 
 _FRAMES = flags.DEFINE_list(
@@ -129,7 +132,7 @@ def _build(stream: str, mode: str, chunk_frames: Optional[int]):
   import checkpoints  # pylint: disable=g-import-not-at-top
   import i3d  # pylint: disable=g-import-not-at-top
   import inference  # pylint: disable=g-import-not-at-top
-  parts = ['rgb', 'flow'] if stream == 'joint' else [stream]
+  parts = assets.streams_of(stream)
   models, predictors = [], []
   for part in parts:
     model = i3d.InceptionI3d(400, final_endpoint='Logits')
@@ -142,7 +145,7 @@ def _build(stream: str, mode: str, chunk_frames: Optional[int]):
 
 def _run_clip(config: Dict[str, Any]) -> Dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import inference  # pylint: disable=g-import-not-at-top
+
   parts, models, predictors = _build(config['stream'], config['mode'],
                                      config['chunk_frames'])
   rng = np.random.default_rng(0)
@@ -161,7 +164,7 @@ def _run_clip(config: Dict[str, Any]) -> Dict[str, Any]:
   times = _time_calls(call, config['warmup'], config['iters'])
   chunk = (predictors[0].chunk_frames if predictors else None)
   flops = config['batch'] * sum(
-      sum(inference.conv_flops(frames, in_channels=_CHANNELS[p]).values())
+      sum(conv_flops(frames, in_channels=_CHANNELS[p]).values())
       for p in parts)
   return {'kind': 'clip', **config, 'times_s': times, 'flops': flops,
           'chunked': bool(chunk and frames > chunk), 'chunk': chunk,
@@ -170,7 +173,8 @@ def _run_clip(config: Dict[str, Any]) -> Dict[str, Any]:
 
 def _run_long(config: Dict[str, Any]) -> Dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
-  import inference  # pylint: disable=g-import-not-at-top
+
+  import streaming  # pylint: disable=g-import-not-at-top
   parts, _, predictors = _build(config['stream'], config['mode'],
                                 config['chunk_frames'])
   total = config['frames']
@@ -184,7 +188,7 @@ def _run_long(config: Dict[str, Any]) -> Dict[str, Any]:
       yield base[:min(piece, total - start)]
 
   # Warm up (traces the step and head functions) on a short stream.
-  warm = [inference.first_chunk_frames('Mixed_5c') + 8] * len(parts)
+  warm = [streaming.first_chunk_frames('Mixed_5c') + 8] * len(parts)
   for p, base in zip(predictors, bases):
     p.logits_stream([base[:1]] * warm[0], num_frames=warm[0])
   rss_built = _peak_rss_mb()
@@ -193,7 +197,7 @@ def _run_long(config: Dict[str, Any]) -> Dict[str, Any]:
                for p, base in zip(predictors, bases))
   elapsed = time.perf_counter() - start
   del logits
-  flops = sum(sum(inference.conv_flops(total, in_channels=_CHANNELS[p])
+  flops = sum(sum(conv_flops(total, in_channels=_CHANNELS[p])
                   .values()) for p in parts)
   return {'kind': 'long', **config, 'times_s': [elapsed], 'flops': flops,
           'chunked': True, 'chunk': predictors[0].chunk_frames,
@@ -215,20 +219,73 @@ def _spawn(config: Dict[str, Any]) -> Dict[str, Any]:
       [sys.executable, os.path.abspath(__file__),
        '--run_config', json.dumps(config)],
       capture_output=True, text=True, env=env, check=False)
-  lines = [l for l in proc.stdout.splitlines() if l.startswith('{')]
+  lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
   if proc.returncode or not lines:
     raise RuntimeError(f'Configuration {config} failed (exit '
                        f'{proc.returncode}):\n{proc.stderr[-4000:]}')
   return json.loads(lines[-1])
 
 
+# ---- analytic FLOPs -------------------------------------------------------
+
+
+def conv_flops(frames: int, height: int = 224, width: int = 224,
+               in_channels: int = 3, num_classes: int = 400,
+               final_endpoint: str = 'Logits') -> Dict[str, int]:
+  """Multiply-add FLOPs (2 per MAC) of the convs of each endpoint.
+
+  Counts every conv's output positions (after its stride) times its kernel
+  volume times input and output channels, times 2. Pools, BatchNorm, bias
+  and ReLU are left out: together they are well under 1% of the total.
+
+  Returns:
+    endpoint -> FLOPs, in network order, up to `final_endpoint`.
+  """
+  import i3d  # pylint: disable=g-import-not-at-top
+  if final_endpoint not in i3d.VALID_ENDPOINTS:
+    raise ValueError(f'Unknown `final_endpoint` {final_endpoint!r}; valid '
+                     f'values are: {", ".join(i3d.VALID_ENDPOINTS)}.')
+  shape = [frames, height, width]
+  channels = in_channels
+  out = {}
+
+  def conv(size, c_in, c_out, kernel, stride=(1, 1, 1)):
+    size = [-(-n // s) for n, s in zip(size, stride)]
+    return size, 2 * math.prod(size) * math.prod(kernel) * c_in * c_out
+
+  for spec in i3d.LAYER_SPECS:
+    if isinstance(spec, i3d.ConvSpec):
+      shape, flops = conv(shape, channels, spec.channels, spec.kernel,
+                          spec.stride)
+      channels = spec.channels
+    elif isinstance(spec, i3d.PoolSpec):
+      shape = [-(-n // s) for n, s in zip(shape, spec.stride)]
+      flops = 0
+    else:
+      # The 3x3x3 convs read their branch's reduce; the 1x1x1s the input.
+      reduced = {'Branch_1': spec.b1[0], 'Branch_2': spec.b2[0]}
+      flops = 0
+      for path, c_out, kernel in i3d.mixed_branches(spec):
+        c_in = (reduced[path.split('/')[0]] if kernel == (3, 3, 3) else
+                channels)
+        flops += conv(shape, c_in, c_out, kernel)[1]
+      channels = spec.out_channels
+    out[spec.name] = flops
+    if spec.name == final_endpoint:
+      return out
+  pooled = [n - p + 1 for n, p in zip(shape, i3d.LOGITS_POOL)]
+  out['Logits'] = conv(pooled, channels, num_classes, (1, 1, 1))[1]
+  if final_endpoint == 'Predictions':
+    out['Predictions'] = 0
+  return out
+
+
 # ---- the table -----------------------------------------------------------
 
 
 def _flops_table(frames: List[int]) -> str:
-  import inference  # pylint: disable=g-import-not-at-top
   lengths = frames or [79]
-  per = {t: inference.conv_flops(t) for t in lengths}
+  per = {t: conv_flops(t) for t in lengths}
   rows = ['Convolution GFLOPs per 224x224 RGB clip, by endpoint (flow differs '
           'only at Conv3d_1a_7x7: 2/3 of it):',
           f'  {"endpoint":18s}' + ''.join(f'{f"T={t}":>10s}' for t in lengths)]

@@ -3,7 +3,7 @@ r"""Measures end-to-end feature extraction: videos per minute.
 Writes --videos synthetic test videos (a textured scene panning and zooming,
 H.264 4:2:0 at --source_fps, --width x --height, --seconds long), then times
 extract_features' pipeline on them: decoding, 25 fps resampling, resizing,
-cropping, TV-L1 flow (for --streams=flow or both), the network, and writing
+cropping, TV-L1 flow (for --streams=flow or joint), the network, and writing
 the .npy and .json outputs. The models are loaded once (timed apart), one
 video is extracted first as a warm-up (tracing), then the timed run
 (features.Extractor.run, which decodes in a background thread while the
@@ -18,7 +18,7 @@ Other processes on the machine skew the figures; the load average before
 and after is printed with them.
 
   python benchmark_extract.py --videos=4 --seconds=4 --json_out=out/be.json
-  python benchmark_extract.py --streams=both --videos=2 --seconds=2
+  python benchmark_extract.py --streams=joint --videos=2 --seconds=2
 """
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ from absl import flags
 import assets
 import checkpoints
 import features
+import fileio
 import i3d
 import inference
-import report
 import synthetic_videos
 import video
 
@@ -56,7 +56,8 @@ _SOURCE_FPS = flags.DEFINE_integer(
     'source_fps', 30, 'Frame rate of the synthetic videos (resampled to 25).',
     lower_bound=1)
 _STREAMS = flags.DEFINE_enum(
-    'streams', 'rgb', ['rgb', 'flow', 'both'], 'Which streams to extract.')
+    'streams', 'rgb', list(assets.STREAM_CHOICES),
+    'Which streams to extract: rgb, flow or joint (both).')
 _ENDPOINT = flags.DEFINE_enum(
     'endpoint', features.DEFAULT_ENDPOINT, list(i3d.VALID_ENDPOINTS),
     'Which endpoint to average over each window.')
@@ -111,7 +112,7 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'Unexpected positional arguments {argv[1:]}.')
   features.check_window(_WINDOW.value, _STRIDE.value, _ENDPOINT.value)
   inference.configure_threads()
-  streams = ['rgb', 'flow'] if _STREAMS.value == 'both' else [_STREAMS.value]
+  streams = list(assets.streams_of(_STREAMS.value))
   tmp = tempfile.mkdtemp(prefix='benchmark_extract_')
   try:
     folder = os.path.join(tmp, 'videos')
@@ -121,21 +122,20 @@ def main(argv: Sequence[str]) -> None:
                             _SECONDS.value, _WIDTH.value, _HEIGHT.value,
                             _SOURCE_FPS.value, seed=i)
     videos = features.find_videos(folder)
-    names = assets.checkpoint_names(
-        'joint' if len(streams) == 2 else streams[0], True)
     checkpoint_dir = _CHECKPOINT_DIR.value
     if checkpoint_dir is None:
       checkpoint_dir = os.path.join(tmp, 'checkpoints')
-      for stream in streams:
+    resolved = assets.resolve(_STREAMS.value, True, checkpoint_dir)
+    prefixes = resolved.prefixes
+    if _CHECKPOINT_DIR.value is None:
+      for stream, prefix in prefixes.items():
         checkpoints.write_synthetic(
-            features.checkpoint_prefix(checkpoint_dir, names[stream]),
-            checkpoints.RELEASE_CHECKPOINTS[names[stream]], seed=1)
-    prefixes = {s: features.checkpoint_prefix(checkpoint_dir, names[s])
-                for s in streams}
+            prefix, checkpoints.RELEASE_CHECKPOINTS[
+                resolved.checkpoints[stream]], seed=1)
 
     endpoint = _ENDPOINT.value
     begin = time.perf_counter()
-    predictors = features.load_predictors(
+    predictors = inference.load_predictors(
         prefixes, final_endpoint=('Logits' if endpoint in
                                   inference.HEAD_ENDPOINTS else endpoint),
         path=_INFERENCE_PATH.value)
@@ -221,7 +221,7 @@ def main(argv: Sequence[str]) -> None:
         f'{rss["children"]:.0f} MB); load average {load_before[0]:.2f} -> '
         f'{load_after[0]:.2f} on {results["machine"]["cpus"]} cores')
   if _JSON_OUT.value:
-    report.write_json(_JSON_OUT.value, results)
+    fileio.write_json(_JSON_OUT.value, results)
     print(f'wrote {_JSON_OUT.value}')
 
 

@@ -7,7 +7,7 @@ shows the median. Figures are frames per second:
 
   decode        source frames decoded to RGB arrays (PyAV, no resampling);
   iter_frames   25 fps output frames, resampled and resized to 256;
-  rgb           the whole RGB recipe: video.preprocess(streams=('rgb',));
+  rgb           the whole RGB recipe: recipe.preprocess(streams=('rgb',));
   tvl1 (N)      TV-L1 flow frames on resized frames with N worker processes
                 (1 = in this process), one OpenCV thread each.
 
@@ -32,6 +32,7 @@ import av
 import cv2
 import numpy as np
 
+import recipe
 import synthetic_videos
 import video
 
@@ -109,7 +110,7 @@ def run(path: str) -> Dict[str, Any]:
   stages['iter_frames'] = timed(
       lambda: sum(1 for _ in video.iter_frames(path)), _REPEATS.value)
   stages['rgb'] = timed(
-      lambda: video.preprocess(path, streams=('rgb',), min_frames=1)[
+      lambda: recipe.preprocess(path, streams=('rgb',), min_frames=1)[
           'num_frames'], _REPEATS.value)
 
   frames = []
@@ -124,9 +125,9 @@ def run(path: str) -> Dict[str, Any]:
   cv2.setNumThreads(1)
   for count in sorted({1, workers}):
     # Flow is slow: one timed run, after a two-frame warm-up.
-    video.compute_flow(frames[:2], workers=count)
+    recipe.compute_flow(frames[:2], workers=count)
     begin = time.perf_counter()
-    video.compute_flow(frames, workers=count)
+    recipe.compute_flow(frames, workers=count)
     seconds = time.perf_counter() - begin
     stages[f'tvl1 ({count} worker{"s" if count > 1 else ""})'] = {
         'frames': len(frames), 'seconds': seconds,

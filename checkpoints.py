@@ -34,6 +34,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+import assets
 import i3d
 
 
@@ -48,26 +49,19 @@ class Layout:
   has_momentum: bool    # The release file carries `/Momentum` slots.
 
 
+_RGB, _FLOW = assets.STREAM_CHANNELS['rgb'], assets.STREAM_CHANNELS['flow']
 LAYOUTS: Dict[str, Layout] = {
-    'rgb': Layout('rgb', 'RGB/inception_i3d/', 3, 400, False, False),
-    'flow': Layout('flow', 'Flow/inception_i3d/', 2, 400, False, False),
-    'kinetics600': Layout('kinetics600', '', 3, 600, True, True),
+    'rgb': Layout('rgb', 'RGB/inception_i3d/', _RGB, 400, False, False),
+    'flow': Layout('flow', 'Flow/inception_i3d/', _FLOW, 400, False, False),
+    'kinetics600': Layout('kinetics600', '', _RGB, 600, True, True),
 }
 
 # Input channels of each stream: RGB frames and TV-L1 flow (x, y).
-STREAM_CHANNELS: Dict[str, int] = {
-    'rgb': LAYOUTS['rgb'].in_channels,
-    'flow': LAYOUTS['flow'].in_channels,
-}
+STREAM_CHANNELS: Dict[str, int] = assets.STREAM_CHANNELS
 
-# The five released checkpoints and their layouts.
+# The five released checkpoints and their layouts (assets.RELEASES).
 RELEASE_CHECKPOINTS: Dict[str, str] = {
-    'rgb_imagenet': 'rgb',
-    'flow_imagenet': 'flow',
-    'rgb_scratch': 'rgb',
-    'flow_scratch': 'flow',
-    'rgb_scratch_kin600': 'kinetics600',
-}
+    name: release.layout for name, release in assets.RELEASES.items()}
 
 MOMENTUM_SUFFIX = '/Momentum'
 

@@ -4,59 +4,64 @@ Two inputs, one result: the release's preprocessed sample arrays
 (evaluate_sample.py) and any video file, preprocessed here by the published
 recipe and streamed through the network in bounded memory
 (classify_video.py). Both sum the streams' logits for the joint model and
-pick checkpoints the same way (assets.checkpoint_names).
+pick checkpoints with assets.resolve.
+
+A video is decoded once, whatever the streams: `clip_logits` reads one
+recipe.Clip and hands each stream's frames to its model. A clip longer than
+one chunk is streamed, which needs its length up front (the network's stride
+grid depends on it, see streaming.py): one counting pass over the
+timestamps (video.count_frames, which converts no frame) gives it.
+
+Memory, independent of the video's length: about 2 x `chunk_frames` frames
+of model input per stream (224 x 224 x C float32: 0.6 MB per RGB frame,
+0.4 MB per flow frame), PREFETCH_FRAMES more queued, the decoder's and
+TV-L1's few frames of lookahead, and the network's activations for one chunk
+(a few MB per frame). Measured (RGB, CPU): a peak RSS of 1.26 GB with
+chunk_frames=32 for an 8 s and for a 32 s clip alike, 1.9 GB at the default
+128; about 1 GB of that is TensorFlow and the model.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import itertools
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+import queue
+import threading
+from typing import (
+  Any,
+  Callable,
+  Dict,
+  Iterable,
+  Iterator,
+  List,
+  Mapping,
+  Optional,
+  Sequence,
+)
 
-from absl import logging
 import numpy as np
+import tqdm
 
 import assets
-import checkpoints
-import features
 import inference
+import recipe
 import report
 import video
 
-CHANNELS = checkpoints.STREAM_CHANNELS
+# Model-input frames the background decoder may run ahead of the network.
+PREFETCH_FRAMES = 32
+# Frames per array handed to Predictor.logits_stream (it regroups them).
+_STREAM_PIECE = 16
 
 
 class InputError(ValueError):
-  """A sample input file is missing or malformed."""
+  """An input (a sample array, or the frames of a video) cannot be used."""
 
 
-def model_files(eval_type: str, imagenet_pretrained: bool,
-                checkpoint_dir: str, label_maps: Mapping[str, str]
-                ) -> Tuple[Dict[str, str], Dict[str, str], str]:
-  """The release checkpoints and label map that `eval_type` uses.
-
-  Args:
-    eval_type: one of assets.EVAL_TYPES.
-    imagenet_pretrained: see assets.checkpoint_names.
-    checkpoint_dir: folder of <name>/model.ckpt checkpoints.
-    label_maps: 'kinetics400' and 'kinetics600' -> label map path.
-
-  Returns:
-    (stream -> checkpoint name, stream -> checkpoint prefix, label map path).
-  """
-  names = assets.checkpoint_names(eval_type, imagenet_pretrained)
-  if eval_type == 'rgb600' and imagenet_pretrained:
-    logging.info('rgb600: the release has no ImageNet-pretrained Kinetics-600 '
-                 'checkpoint; using rgb_scratch_kin600.')
-  label_map = label_maps['kinetics600' if eval_type == 'rgb600'
-                         else 'kinetics400']
-  prefixes = {s: features.checkpoint_prefix(checkpoint_dir, n)
-              for s, n in names.items()}
-  return names, prefixes, label_map
-
-
-def _raise_if_missing(needed: Mapping[str, str], flags_hint: str) -> None:
-  missing = features.missing_message(needed, flags_hint)
+def _raise_if_missing(needed: Mapping[str, str]) -> None:
+  missing = assets.missing_message(needed)
   if missing:
     raise FileNotFoundError(missing)
 
@@ -68,7 +73,7 @@ def load_sample(path: str, stream: str) -> np.ndarray:
   except (OSError, ValueError) as e:
     raise InputError(f'Cannot read the {stream} sample {path!r}: {e}. Run '
                      '`python fetch_assets.py` to fetch it again.') from e
-  channels = CHANNELS[stream]
+  channels = assets.STREAM_CHANNELS[stream]
   if (sample.ndim != 5 or sample.shape[-1] != channels
       or sample.shape[2:4] != (224, 224)):
     raise InputError(
@@ -82,7 +87,7 @@ def load_sample(path: str, stream: str) -> np.ndarray:
 
 @dataclasses.dataclass
 class Classification:
-  """What `classify` found.
+  """What `classify_video` or `classify_arrays` found.
 
   Attributes:
     logits: [num_classes], summed over the streams.
@@ -94,26 +99,210 @@ class Classification:
   details: Dict[str, Any]
 
 
+@dataclasses.dataclass(frozen=True)
+class ClipLogits:
+  """What `clip_logits` computed.
+
+  Attributes:
+    logits: Stream -> [num_classes].
+    num_frames: Frames of the clip at 25 fps, before any looping.
+    frames_used: Frames the network saw (recipe.MIN_FRAMES when looped).
+    looped: Whether the clip was shorter than recipe.MIN_FRAMES and looped.
+    streamed: Whether it ran in chunks (longer than one chunk).
+  """
+  logits: Dict[str, np.ndarray]
+  num_frames: int
+  frames_used: int
+  looped: bool
+  streamed: bool
+
+
+def _pieces(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+  """Stacks consecutive frames into arrays of up to `size` frames."""
+  frames = iter(frames)
+  while True:
+    piece = list(itertools.islice(frames, size))
+    if not piece:
+      return
+    yield np.stack(piece)
+
+
+_DONE = object()
+
+
+def _fan_out(frames: Iterable[Mapping[str, np.ndarray]],
+             consumers: Mapping[str, Callable[[Iterable[np.ndarray]], Any]],
+             max_queued: int) -> Dict[str, Any]:
+  """Feeds each stream's frames to its consumer; returns their results.
+
+  One consumer runs in this thread; the others each run in a thread of
+  their own, fed through a bounded queue, so the frames are produced once
+  and each consumer sees its stream in order.
+
+  Args:
+    frames: {stream: frame} per frame.
+    consumers: Stream -> a function of an iterable of that stream's frames.
+    max_queued: Frames each queue may hold.
+
+  Returns:
+    Stream -> what its consumer returned.
+  """
+  streams = list(consumers)
+  if len(streams) == 1:
+    (stream,) = streams
+    return {stream: consumers[stream](f[stream] for f in frames)}
+  queues = {s: queue.Queue(max_queued) for s in streams[1:]}
+  results: Dict[str, Any] = {}
+  failures: List[BaseException] = []  # In the order they happened.
+  lock = threading.Lock()
+  stop = threading.Event()
+
+  def failed(error: BaseException) -> None:
+    with lock:
+      failures.append(error)
+    stop.set()
+
+  def drain(q: queue.Queue) -> Iterator[np.ndarray]:
+    while True:
+      item = q.get()
+      if item is _DONE:
+        return
+      yield item
+
+  def run(stream: str) -> None:
+    try:
+      results[stream] = consumers[stream](drain(queues[stream]))
+    except BaseException as e:  # pylint: disable=broad-except
+      failed(e)
+      while queues[stream].get() is not _DONE:  # Unblock the producer.
+        pass
+
+  def first_stream() -> Iterator[np.ndarray]:
+    for frame in frames:
+      if stop.is_set():
+        return
+      for stream, q in queues.items():
+        q.put(frame[stream])
+      yield frame[streams[0]]
+
+  threads = [threading.Thread(target=run, args=(s,), daemon=True,
+                              name=f'classification-{s}') for s in queues]
+  for thread in threads:
+    thread.start()
+  try:
+    results[streams[0]] = consumers[streams[0]](first_stream())
+  except BaseException as e:  # pylint: disable=broad-except
+    failed(e)
+  finally:
+    for q in queues.values():
+      q.put(_DONE)  # Ends each stream; a failed consumer drains up to here.
+    for thread in threads:
+      thread.join()
+  if failures:
+    # The first failure is the cause; it stopped the other streams early.
+    raise failures[0]
+  return results
+
+
+def clip_logits(predictors: Mapping[str, inference.Predictor], path: str,
+                start: Optional[float] = None, end: Optional[float] = None,
+                workers: Optional[int] = None,
+                progress: bool = False) -> ClipLogits:
+  """Each stream's logits of a whole clip, from one decoding pass.
+
+  The whole clip is evaluated convolutionally in time, as in the paper. The
+  first `chunk_frames` frames are buffered: a clip that ends within them
+  runs in one pass per stream (looped to recipe.MIN_FRAMES first if
+  shorter). A longer clip is counted (video.count_frames: timestamps only)
+  and streamed through each predictor's `logits_stream` with its length
+  given, which equals one whole-clip pass to float32 round-off (1e-4).
+
+  Args:
+    predictors: Stream ('rgb', 'flow') -> a Predictor with a Logits head for
+      that stream's channels; all with one chunk size.
+    path: A video file.
+    start: Clip start in seconds, or None.
+    end: Clip end in seconds, or None.
+    workers: Processes for TV-L1; None = all cores.
+    progress: Show a tqdm bar on stderr over the frames of a streamed clip.
+
+  Returns:
+    A ClipLogits.
+
+  Raises:
+    video.VideoError: for a bad file or clip.
+    video.VideoError: also for frames the network cannot run.
+  """
+  streams = recipe.check_streams(list(predictors))
+  chunk = min(predictors[s].chunk_frames for s in streams)
+  clip = recipe.Clip(path, streams, start=start, end=end, workers=workers)
+  frames = recipe.prefetch(clip, PREFETCH_FRAMES)
+  try:
+    head = list(itertools.islice(frames, chunk + 1))
+    if len(head) <= chunk:
+      logits = {}
+      for stream in streams:
+        inputs, looped = recipe.loop_to_min_frames(
+            np.stack([f[stream] for f in head]), recipe.MIN_FRAMES)
+        logits[stream] = predictors[stream].logits(inputs[np.newaxis])[0]
+      return ClipLogits(logits, len(head), len(inputs), looped, False)
+    num_frames = video.count_frames(path, start, end)
+    head = collections.deque(head)  # Let go of each frame once it is used.
+    first = (head.popleft() for _ in range(len(head)))
+    pending = itertools.chain(first, frames)
+    if progress:
+      pending = tqdm.tqdm(pending, total=num_frames, unit='frame',
+                          desc=f'{"+".join(streams)} {os.path.basename(path)}',
+                          dynamic_ncols=True)
+
+    def consumer(stream: str):
+      def consume(stream_frames: Iterable[np.ndarray]) -> np.ndarray:
+        return predictors[stream].logits_stream(
+            _pieces(stream_frames, _STREAM_PIECE), num_frames=num_frames)
+      return consume
+
+    try:
+      logits = _fan_out(pending, {s: consumer(s) for s in streams},
+                        max_queued=PREFETCH_FRAMES)
+    except ValueError as e:
+      if isinstance(e, video.VideoError):
+        raise
+      raise video.VideoError(f'Cannot run {"+".join(streams)} on {path!r}: '
+                             f'{e}') from e
+    return ClipLogits(logits, num_frames, num_frames, False, True)
+  finally:
+    frames.close()
+
+
+def _labels_and_predictors(resolved: assets.Resolved, label_map: str,
+                           inference_path: str,
+                           chunk_frames: Optional[int] = None):
+  predictors = inference.load_predictors(
+      resolved.prefixes, path=inference_path, chunk_frames=chunk_frames)
+  labels = report.load_labels(label_map, resolved.num_classes)
+  return labels, predictors
+
+
 def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
-             checkpoint_dir: str, label_maps: Mapping[str, str],
-             start: Optional[float] = None, end: Optional[float] = None,
-             inference_path: str = inference.DEFAULT_PATH,
-             chunk_frames: Optional[int] = None,
-             flow_workers: Optional[int] = None,
-             progress: bool = False) -> Classification:
+                   checkpoint_dir: str, label_maps: Mapping[str, str],
+                   start: Optional[float] = None, end: Optional[float] = None,
+                   inference_path: str = inference.DEFAULT_PATH,
+                   chunk_frames: Optional[int] = None,
+                   workers: Optional[int] = None,
+                   progress: bool = False) -> Classification:
   """Classifies one video clip, streaming long ones in bounded memory.
 
   Args:
     video_path: The video file.
     eval_type: One of assets.EVAL_TYPES.
-    imagenet_pretrained: See --imagenet_pretrained.
+    imagenet_pretrained: See assets.checkpoint_names.
     checkpoint_dir: Folder of <name>/model.ckpt checkpoints.
     label_maps: 'kinetics400' and 'kinetics600' -> label map path.
     start: Clip start in seconds, or None.
     end: Clip end in seconds, or None.
     inference_path: One of inference.PATHS.
     chunk_frames: Frames per streamed chunk; see inference.make_predictor.
-    flow_workers: Processes for TV-L1; None = all cores.
+    workers: Processes for TV-L1; None = all cores.
     progress: Show a progress bar over the frames of a streamed clip.
 
   Returns:
@@ -121,39 +310,25 @@ def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
 
   Raises:
     FileNotFoundError: checkpoints or a label map are missing, with what to
-      fetch or pass.
+      fetch.
     video.VideoError: the video is missing, empty, corrupt or not a video.
     checkpoints.CheckpointError, report.LabelError: bad model files.
   """
-  names, prefixes, label_map = model_files(
-      eval_type, imagenet_pretrained, checkpoint_dir, label_maps)
+  resolved = assets.resolve(eval_type, imagenet_pretrained, checkpoint_dir)
+  label_map = label_maps[f'kinetics{resolved.num_classes}']
   _raise_if_missing({'label map': label_map,
-                     **features.checkpoint_files(prefixes)},
-                    '--checkpoint_dir, --label_map or --label_map_600')
+                     **assets.restore_files(resolved.prefixes)})
   info = video.probe(video_path)  # A bad file fails before the models load.
-
-  predictors = features.load_predictors(prefixes, path=inference_path,
-                                        chunk_frames=chunk_frames)
-  labels = None
-  total = None
-  num_frames = None
-  per_stream = {}
-  for stream, predictor in predictors.items():
-    if labels is None:
-      labels = report.load_labels(label_map, predictor.model.num_classes)
-    result = features.stream_logits(
-        predictor, video_path, stream, start=start, end=end,
-        num_frames=num_frames, flow_workers=flow_workers, progress=progress)
-    num_frames = result.num_frames
-    per_stream[stream] = result
-    total = result.logits if total is None else total + result.logits
-  result = next(iter(per_stream.values()))
+  labels, predictors = _labels_and_predictors(
+      resolved, label_map, inference_path, chunk_frames)
+  result = clip_logits(predictors, video_path, start=start, end=end,
+                       workers=workers, progress=progress)
   details = {
       'video': os.path.abspath(video_path),
       'eval_type': eval_type,
       'streams': list(predictors),
-      'checkpoints': dict(names),
-      'imagenet_pretrained': eval_type != 'rgb600' and imagenet_pretrained,
+      'checkpoints': dict(resolved.checkpoints),
+      'imagenet_pretrained': resolved.imagenet_pretrained,
       'start_s': start,
       'end_s': end,
       'fps': video.FPS,
@@ -167,7 +342,7 @@ def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
                  'codec': info.codec},
       'inference_path': inference_path,
   }
-  return Classification(total, labels, details)
+  return Classification(sum(result.logits.values()), labels, details)
 
 
 def classify_arrays(eval_type: str, imagenet_pretrained: bool,
@@ -178,36 +353,30 @@ def classify_arrays(eval_type: str, imagenet_pretrained: bool,
   """Classifies preprocessed inputs, as the release's sample script did.
 
   Args:
-    eval_type: one of assets.EVAL_TYPES.
-    imagenet_pretrained: see assets.checkpoint_names.
-    checkpoint_dir: folder of <name>/model.ckpt checkpoints.
-    samples: stream -> .npy of float32 [1, T, 224, 224, C] in [-1, 1].
+    eval_type: One of assets.EVAL_TYPES.
+    imagenet_pretrained: See assets.checkpoint_names.
+    checkpoint_dir: Folder of <name>/model.ckpt checkpoints.
+    samples: Stream -> .npy of float32 [1, T, 224, 224, C] in [-1, 1].
     label_maps: 'kinetics400' and 'kinetics600' -> label map path.
-    inference_path: one of inference.PATHS.
+    inference_path: One of inference.PATHS.
 
   Returns:
     A Classification of the first clip in the batch.
 
   Raises:
-    FileNotFoundError: with a message saying what to fetch or pass.
+    FileNotFoundError: with a message saying what to fetch.
     checkpoints.CheckpointError, InputError, report.LabelError: bad inputs.
   """
-  names, prefixes, label_map = model_files(
-      eval_type, imagenet_pretrained, checkpoint_dir, label_maps)
-  needed = {'label map': label_map}
-  for stream in prefixes:
-    needed[f'{stream} sample'] = samples[stream]
-  needed.update(features.checkpoint_files(prefixes))
-  _raise_if_missing(needed, '--checkpoint_dir, --rgb_sample, --flow_sample, '
-                    '--label_map or --label_map_600')
-  predictors = features.load_predictors(prefixes, path=inference_path)
-  total = None
-  labels = None
-  for stream, predictor in predictors.items():
-    if labels is None:
-      labels = report.load_labels(label_map, predictor.model.num_classes)
-    logits = predictor.logits(load_sample(samples[stream], stream))
-    total = logits if total is None else total + logits
+  resolved = assets.resolve(eval_type, imagenet_pretrained, checkpoint_dir)
+  label_map = label_maps[f'kinetics{resolved.num_classes}']
+  _raise_if_missing({'label map': label_map,
+                     **{f'{s} sample': samples[s] for s in resolved.streams},
+                     **assets.restore_files(resolved.prefixes)})
+  labels, predictors = _labels_and_predictors(resolved, label_map,
+                                              inference_path)
+  total = sum(predictor.logits(load_sample(samples[stream], stream))
+              for stream, predictor in predictors.items())
   details = {'eval_type': eval_type, 'streams': list(predictors),
-             'checkpoints': dict(names), 'inference_path': inference_path}
+             'checkpoints': dict(resolved.checkpoints),
+             'inference_path': inference_path}
   return Classification(total[0], labels, details)

@@ -52,7 +52,9 @@ from absl import flags
 import assets
 import checkpoints
 import classification
+import fileio
 import inference
+import recipe
 import report
 import video
 
@@ -110,6 +112,14 @@ _FLOW_WORKERS = flags.DEFINE_integer(
     lower_bound=1)
 
 
+def _hint(error: Exception) -> str:
+  """The library's message, with the flags that point at missing files."""
+  if isinstance(error, FileNotFoundError):
+    return (f'{error}\nPass other paths with --checkpoint_dir, --label_map or '
+            '--label_map_600.')
+  return str(error)
+
+
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(
@@ -130,11 +140,11 @@ def main(argv: Sequence[str]) -> int:
                     'kinetics600': _LABEL_MAP_600.value},
         start=_START.value, end=_END.value,
         inference_path=_INFERENCE_PATH.value,
-        chunk_frames=_CHUNK_FRAMES.value, flow_workers=_FLOW_WORKERS.value,
+        chunk_frames=_CHUNK_FRAMES.value, workers=_FLOW_WORKERS.value,
         progress=_PROGRESS.value)
   except (FileNotFoundError, video.VideoError, checkpoints.CheckpointError,
           report.LabelError) as e:
-    print(f'ERROR: {e}', file=sys.stderr)
+    print(f'classify_video: error: {_hint(e)}', file=sys.stderr)
     return 1
   d = result.details
   print(f'{_VIDEO.value}: {d["frames"]} frames at {d["fps"]:g} fps '
@@ -142,12 +152,12 @@ def main(argv: Sequence[str]) -> int:
         f'({", ".join(d["checkpoints"].values())})', file=sys.stderr)
   if d['looped']:
     print(f'Looped: the clip has {d["frames"]} frames, fewer than the '
-          f'{video.MIN_FRAMES} that I3D needs; it was repeated from its start '
+          f'{recipe.MIN_FRAMES} that I3D needs; it was repeated from its start '
           f'to {d["frames_used"]} frames.', file=sys.stderr)
   sys.stdout.write(report.format_report(result.logits, result.labels))
   try:
     if _JSON_OUT.value:
-      report.write_json(_JSON_OUT.value, report.report_dict(
+      fileio.write_json(_JSON_OUT.value, report.report_dict(
           result.logits, result.labels, **d))
     if _CHART_OUT.value:
       os.makedirs(os.path.dirname(os.path.abspath(_CHART_OUT.value)),
@@ -157,7 +167,8 @@ def main(argv: Sequence[str]) -> int:
           title=(f'{os.path.basename(_VIDEO.value)}: top {_TOP_K.value} '
                  f'classes ({_EVAL_TYPE.value})'))
   except OSError as e:
-    print(f'ERROR: cannot write an output: {e}', file=sys.stderr)
+    print(f'classify_video: error: cannot write an output: {e}; check the '
+          'folder of --json_out and --chart_out.', file=sys.stderr)
     return 1
   return 0
 

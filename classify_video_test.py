@@ -1,9 +1,9 @@
 """End-to-end tests of classify_video.py and extract_features.py.
 
-The videos are written by the tests (features_test.write_video) and the
+The videos are written by the tests (testing.write_moving_video) and the
 checkpoints are synthetic ones with the release's names, so nothing is
 fetched. `classify` is checked in-process against a whole-clip pass over
-video.preprocess; a few subprocess runs check the commands as a user runs
+recipe.preprocess; a few subprocess runs check the commands as a user runs
 them: the printed report, JSON, chart, looping note, errors and exit codes.
 """
 
@@ -22,11 +22,13 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+import assets
+import checkpoints
 import classification
-import features
-import features_test
 import inference
+import recipe
 import report
+import testing
 import video
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -46,14 +48,14 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
     super().setUpClass()
     inference.configure_threads()
     cls.tmp = tempfile.mkdtemp(prefix='ClassifyVideoTest_')
-    cls.ckpt = features_test.write_checkpoints(os.path.join(cls.tmp, 'ckpt'))
+    cls.ckpt = testing.write_checkpoints(os.path.join(cls.tmp, 'ckpt'))
     cls.labels = os.path.join(cls.tmp, 'label_map.txt')
     with open(cls.labels, 'w') as f:
       f.write(''.join(f'synthetic class {i}\n' for i in range(400)))
     videos = os.path.join(cls.tmp, 'videos')
-    cls.long = features_test.write_video(os.path.join(videos, 'long.mp4'),
+    cls.long = testing.write_moving_video(os.path.join(videos, 'long.mp4'),
                                          42, seed=1)
-    cls.short = features_test.write_video(os.path.join(videos, 'short.mp4'),
+    cls.short = testing.write_moving_video(os.path.join(videos, 'short.mp4'),
                                           6, seed=2)
     cls.bad = os.path.join(videos, 'bad.mp4')
     with open(cls.bad, 'wb') as f:
@@ -84,10 +86,9 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(got.details['streamed'])
     self.assertFalse(got.details['looped'])
     self.assertEqual(got.details['frames'], 42)
-    rgb = video.preprocess(self.long, streams=('rgb',))['rgb']
-    model = features.load_predictors(
-        {'rgb': features.checkpoint_prefix(self.ckpt, 'rgb_imagenet')},
-        path='plain')['rgb'].model
+    rgb = recipe.preprocess(self.long, streams=('rgb',))['rgb']
+    model = checkpoints.load_model(
+        assets.checkpoint_prefix(self.ckpt, 'rgb_imagenet'))
     whole = model(tf.constant(rgb), is_training=False)[0].numpy()[0]
     self.assertAllClose(got.logits, whole, atol=1e-4, rtol=0)
 
@@ -104,17 +105,17 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
   def test_clip_times(self):
     got = self.classify(self.long, start=0.4, end=1.2)
     self.assertEqual(got.details['frames'], 20)
-    rgb = video.preprocess(self.long, streams=('rgb',), start=0.4,
+    rgb = recipe.preprocess(self.long, streams=('rgb',), start=0.4,
                            end=1.2)['rgb']
-    predictor = features.load_predictors(
-        {'rgb': features.checkpoint_prefix(self.ckpt, 'rgb_imagenet')})['rgb']
+    predictor = inference.load_predictors(
+        {'rgb': assets.checkpoint_prefix(self.ckpt, 'rgb_imagenet')})['rgb']
     self.assertAllClose(got.logits, predictor.logits(rgb)[0], atol=1e-4,
                         rtol=0)
 
   def test_missing_checkpoint_says_what_to_pass(self):
     with self.assertRaisesRegex(
         FileNotFoundError, r'(?s)Missing input files:.*flow checkpoint index.*'
-        r'--checkpoint_dir'):
+        r'given by their paths'):
       classification.classify_video(
           self.long, 'joint', False, self.ckpt,
           label_maps={'kinetics400': self.labels,
@@ -187,7 +188,7 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
                             f'--checkpoint_dir={self.ckpt}',
                             f'--label_map={self.labels}')
     self.assertEqual(done.returncode, 1)
-    self.assertRegex(done.stderr, '(?m)^ERROR: Cannot read ' +
+    self.assertRegex(done.stderr, '(?m)^classify_video: error: Cannot read ' +
                      re.escape(repr(self.bad)) + ' as a video')
     self.assertNotIn('Traceback', done.stderr)
     self.assertEqual(done.stdout, '')

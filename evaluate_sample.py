@@ -81,7 +81,10 @@ def main(argv: Sequence[str]) -> int:
         inference_path=_INFERENCE_PATH.value)
   except (FileNotFoundError, checkpoints.CheckpointError,
           classification.InputError, report.LabelError) as e:
-    print(f'ERROR: {e}', file=sys.stderr)
+    if isinstance(e, FileNotFoundError):
+      e = (f'{e}\nPass other paths with --checkpoint_dir, --rgb_sample, '
+           '--flow_sample, --label_map or --label_map_600.')
+    print(f'evaluate_sample: error: {e}', file=sys.stderr)
     return 1
   sys.stdout.write(report.format_report(result.logits, result.labels))
   return 0

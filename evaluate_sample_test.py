@@ -21,31 +21,11 @@ import checkpoints
 import classification
 import numpy_reference
 import report
+import testing
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
-_FRAMES = 10
-_SEEDS = {name: i + 1 for i, name in
-          enumerate(checkpoints.RELEASE_CHECKPOINTS)}
 _SCOPES = {'rgb': 'RGB/inception_i3d/', 'flow': 'Flow/inception_i3d/',
            'kinetics600': ''}
-
-
-def _make_release(root):
-  """A release-shaped data/ folder with synthetic contents."""
-  data = os.path.join(root, 'data')
-  for name, layout in checkpoints.RELEASE_CHECKPOINTS.items():
-    checkpoints.write_synthetic(
-        os.path.join(data, 'checkpoints', name, 'model.ckpt'), layout,
-        seed=_SEEDS[name])
-  rng = np.random.default_rng(0)
-  for stream, channels in (('rgb', 3), ('flow', 2)):
-    np.save(os.path.join(data, f'v_CricketShot_g04_c01_{stream}.npy'),
-            rng.uniform(-1, 1, [1, _FRAMES, 224, 224, channels]).astype(
-                np.float32))
-  for path, n in (('label_map.txt', 400), ('label_map_600.txt', 600)):
-    with open(os.path.join(data, path), 'w') as f:
-      f.write(''.join(f'synthetic class {i}\n' for i in range(n)))
-  return data
 
 
 def _flags(data):
@@ -73,7 +53,7 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp()
-    cls.data = _make_release(cls.tmp)
+    cls.data = testing.make_release(cls.tmp)
     cls.reference_logits = {}
 
   def _reference(self, name):
@@ -165,7 +145,7 @@ class CommandLineTest(tf.test.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp()
-    cls.data = _make_release(cls.tmp)
+    cls.data = testing.make_release(cls.tmp)
 
   def _run(self, *args, env=None):
     return subprocess.run(
@@ -218,10 +198,12 @@ class CommandLineTest(tf.test.TestCase):
     self.assertEqual(result.returncode, 1)
     self.assertIn(f'flow sample: {self.tmp}/nope.npy', result.stderr)
     self.assertIn('--flow_sample', result.stderr)
+    self.assertTrue(result.stderr.startswith('evaluate_sample: error: '),
+                    result.stderr)
     self.assertNotIn('Traceback', result.stderr)
 
   def test_corrupt_checkpoint_is_one_clear_error(self):
-    data = _make_release(tempfile.mkdtemp())
+    data = testing.make_release(tempfile.mkdtemp())
     index = os.path.join(data, 'checkpoints', 'rgb_imagenet',
                          'model.ckpt.index')
     with open(index, 'r+b') as f:

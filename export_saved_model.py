@@ -74,6 +74,11 @@ def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments {argv[1:]}; flags take '
                          'their value after "=".')
+  if os.path.exists(_OUTPUT_DIR.value) and not _OVERWRITE.value:
+    print(f'export_saved_model: error: --output_dir={_OUTPUT_DIR.value} '
+          'already exists; pass --overwrite to replace it, or another '
+          '--output_dir.', file=sys.stderr)
+    return 1
   inference.configure_threads()
   try:
     models = _models(_STREAMS.value)
@@ -81,7 +86,7 @@ def main(argv: Sequence[str]) -> int:
                           _OVERWRITE.value)
   except (checkpoints.CheckpointError, FileExistsError, ValueError) as e:
     logging.error('%s', e)
-    print(f'error: {e}', file=sys.stderr)
+    print(f'export_saved_model: error: {e}', file=sys.stderr)
     return 1
   print(f'Exported the {_STREAMS.value} model to {path}')
   return 0

@@ -1,7 +1,7 @@
 r"""Extracts per-window I3D features of many videos, resumably.
 
   python extract_features.py --inputs=clips/ --output_dir=out/features
-  python extract_features.py --inputs='clips/**/*.mp4' --streams=both \
+  python extract_features.py --inputs='clips/**/*.mp4' --streams=joint \
       --output_dir=out/features
   python extract_features.py --inputs=@todo.txt --endpoint=Logits \
       --window=32 --stride=16 --output_dir=out/features
@@ -57,9 +57,9 @@ _INPUTS = flags.DEFINE_string(
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', None, 'Root folder of the outputs; created if missing.')
 _STREAMS = flags.DEFINE_enum(
-    'streams', 'rgb', ['rgb', 'flow', 'both'],
+    'streams', 'rgb', list(assets.STREAM_CHOICES),
     'Which streams: rgb, flow (TV-L1 optical flow, about 1 s per frame per '
-    'core) or both.')
+    'core) or joint (both, from one decoding pass).')
 _ENDPOINT = flags.DEFINE_enum(
     'endpoint', features.DEFAULT_ENDPOINT, list(i3d.VALID_ENDPOINTS),
     'Which layer to average over each window: Mixed_5c gives the 1024-d '
@@ -103,8 +103,9 @@ def _parse_flags(argv: List[str]) -> List[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     message = textwrap.indent(str(e), '  ') if '\n' in str(e) else str(e)
-    sys.stderr.write(f'ERROR: bad flags: {message.strip()}\n'
-                     'Pass --helpshort or --helpfull to see help on flags.\n')
+    sys.stderr.write(f'extract_features: error: bad flags: '
+                     f'{message.strip()}; pass --helpshort or --helpfull to '
+                     'see help on flags.\n')
     sys.exit(_USAGE_EXIT)
 
 
@@ -126,30 +127,27 @@ def main(argv: Sequence[str]) -> int:
     videos = features.find_videos(_INPUTS.value)
   except ValueError as e:
     raise _usage(str(e).replace('`window`', '--window')
-                 .replace('`stride`', '--stride')) from e
+                 .replace('`stride`', '--stride')
+                 .replace('`inputs` ', '--inputs=')) from e
 
-  streams = ['rgb', 'flow'] if _STREAMS.value == 'both' else [_STREAMS.value]
-  names = assets.checkpoint_names(
-      'joint' if _STREAMS.value == 'both' else _STREAMS.value,
-      _IMAGENET_PRETRAINED.value)
-  prefixes = {s: features.checkpoint_prefix(_CHECKPOINT_DIR.value, names[s])
-              for s in streams}
-  missing = features.missing_message(features.checkpoint_files(prefixes),
-                                     '--checkpoint_dir')
+  prefixes = assets.resolve(_STREAMS.value, _IMAGENET_PRETRAINED.value,
+                            _CHECKPOINT_DIR.value).prefixes
+  missing = assets.missing_message(assets.restore_files(prefixes))
   if missing:
-    print(f'ERROR: {missing}', file=sys.stderr)
+    print(f'extract_features: error: {missing}\nPass another folder with '
+          '--checkpoint_dir.', file=sys.stderr)
     return 1
 
   inference.configure_threads()
   endpoint = _ENDPOINT.value
   try:
-    predictors = features.load_predictors(
+    predictors = inference.load_predictors(
         prefixes,
         final_endpoint=('Logits' if endpoint in inference.HEAD_ENDPOINTS
                         else endpoint),
         path=_INFERENCE_PATH.value)
   except checkpoints.CheckpointError as e:
-    print(f'ERROR: {e}', file=sys.stderr)
+    print(f'extract_features: error: {e}', file=sys.stderr)
     return 1
   extractor = features.Extractor(
       predictors, prefixes, endpoint=endpoint, window=_WINDOW.value,

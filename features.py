@@ -60,28 +60,34 @@ import collections
 import contextlib
 import dataclasses
 import glob
-import itertools
 import json
 import os
-import queue
 import sys
-import threading
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping,
-                    Optional, Sequence, Set, Tuple, TypeVar)
+from typing import (
+  Any,
+  Callable,
+  Dict,
+  Iterable,
+  Iterator,
+  List,
+  Mapping,
+  Optional,
+  Sequence,
+  Set,
+  Tuple,
+)
 
 from absl import logging
 import numpy as np
 import tqdm
 
-import assets
-import checkpoints
+import fileio
 import i3d
 import inference
-import report
+import recipe
 import video
 
-STREAMS = ('rgb', 'flow')
-CHANNELS = checkpoints.STREAM_CHANNELS
+STREAMS = recipe.VALID_STREAMS
 
 # What a folder given as --inputs contributes (case-insensitive).
 VIDEO_EXTENSIONS = ('.avi', '.mkv', '.mov', '.mp4', '.webm')
@@ -90,12 +96,6 @@ DEFAULT_ENDPOINT = 'Mixed_5c'
 DEFAULT_WINDOW = 64
 DEFAULT_STRIDE = 64
 DEFAULT_BATCH_SIZE = 4
-
-# Model-input frames the background decoder may run ahead of the network in
-# `stream_logits`.
-PREFETCH_FRAMES = 32
-# Frames per array handed to Predictor.logits_stream (it regroups them).
-_STREAM_PIECE = 16
 
 # Written into, and required of, every features JSON.
 FORMAT = 'i3d-window-features/1'
@@ -106,29 +106,17 @@ PREPROCESSING = {
     'resize_short_side': video.RESIZE_SHORT_SIDE,
     'resize': 'bilinear',
     'crop': 'center',
-    'crop_size': video.CROP_SIZE,
+    'crop_size': recipe.CROP_SIZE,
     'rgb_range': [-1.0, 1.0],
     'flow': 'TV-L1 (OpenCV DualTVL1, default settings) on grayscale resized '
             'frames; flow[t] is frame t -> t + 1, the last repeats the one '
             'before',
-    'flow_bound': video.FLOW_BOUND,
+    'flow_bound': recipe.FLOW_BOUND,
     'flow_range': [-1.0, 1.0],
 }
 
-T = TypeVar('T')
-
-
 class InputError(ValueError):
   """`--inputs` names no video, or a list file cannot be read."""
-
-
-def check_streams(streams: Sequence[str]) -> Tuple[str, ...]:
-  """Returns `streams` as a tuple in STREAMS order; raises on bad names."""
-  streams = (streams,) if isinstance(streams, str) else tuple(streams)
-  if not streams or any(s not in STREAMS for s in streams):
-    raise ValueError(f'`streams` must be a non-empty subset of {STREAMS}; got '
-                     f'{streams!r}.')
-  return tuple(s for s in STREAMS if s in streams)
 
 
 # --------------------------------------------------------------------------
@@ -199,7 +187,7 @@ def find_videos(inputs: str) -> List[VideoInput]:
   if os.path.isfile(inputs):
     return _name_videos([inputs], os.path.dirname(inputs) or '.', inputs)
   raise InputError(
-      f'--inputs={inputs!r} is not a folder, a file, a glob that matches '
+      f'`inputs` {inputs!r} is not a folder, a file, a glob that matches '
       'files, or @ followed by a list file (one video path per line).')
 
 
@@ -238,345 +226,6 @@ def _name_videos(paths: Sequence[str], root: str,
   if len(set(names)) != len(names):  # Only if a list names one file twice.
     raise InputError(f'The {source} names one video twice: {names}.')
   return [VideoInput(p, n) for p, n in zip(paths, names)]
-
-
-# --------------------------------------------------------------------------
-# Checkpoints.
-
-
-def checkpoint_prefix(checkpoint_dir: str, name: str) -> str:
-  """<checkpoint_dir>/<name>/model.ckpt, the release's layout."""
-  return os.path.join(checkpoint_dir, name, 'model.ckpt')
-
-
-def missing_message(needed: Mapping[str, str],
-                    flags_hint: str) -> Optional[str]:
-  """Says what to fetch or which flag to fix for missing files, or None.
-
-  Args:
-    needed: what -> path, e.g. {'rgb checkpoint index': '...index'}.
-    flags_hint: the flags that point at files outside the release layout.
-  """
-  missing = {what: p for what, p in needed.items() if not os.path.exists(p)}
-  if not missing:
-    return None
-  lines = ['Missing input files:']
-  lines += [f'  {what}: {p}' for what, p in missing.items()]
-  release = [os.path.relpath(os.path.abspath(p), assets.REPO_ROOT)
-             for p in missing.values()]
-  release = [p for p in release if p in assets.RELEASE_BLOBS]
-  if release:
-    lines.append(assets.fetch_hint(release, root=assets.REPO_ROOT))
-  if len(release) < len(missing):
-    lines.append(f'Files outside the release layout must be passed with '
-                 f'{flags_hint}.')
-  return '\n'.join(lines)
-
-
-def checkpoint_files(prefixes: Mapping[str, str]) -> Dict[str, str]:
-  """what -> path of the files that restoring each stream's checkpoint needs."""
-  needed = {}
-  for stream, prefix in prefixes.items():
-    needed[f'{stream} checkpoint index'] = prefix + '.index'
-    needed[f'{stream} checkpoint data'] = prefix + '.data-00000-of-00001'
-  return needed
-
-
-def load_predictors(prefixes: Mapping[str, str],
-                    final_endpoint: str = 'Logits',
-                    path: str = inference.DEFAULT_PATH,
-                    chunk_frames: Optional[int] = None
-                    ) -> Dict[str, inference.Predictor]:
-  """Restores each stream's checkpoint into a model and wraps it.
-
-  Args:
-    prefixes: stream -> checkpoint prefix.
-    final_endpoint: the last endpoint the models compute.
-    path: one of inference.PATHS.
-    chunk_frames: see inference.make_predictor.
-
-  Returns:
-    stream -> Predictor.
-
-  Raises:
-    checkpoints.CheckpointError: a checkpoint is missing or does not fit.
-    ValueError: a checkpoint's input channels do not fit its stream.
-  """
-  predictors = {}
-  for stream, prefix in prefixes.items():
-    logging.info('%s: restoring %s', stream, prefix)
-    model = checkpoints.load_model(prefix, final_endpoint=final_endpoint)
-    if model.in_channels != CHANNELS[stream]:
-      raise checkpoints.CheckpointError(
-          f'Checkpoint {prefix!r} takes {model.in_channels} input channels, '
-          f'but the {stream} stream has {CHANNELS[stream]}: use an RGB '
-          'checkpoint for rgb and a flow checkpoint for flow.')
-    predictors[stream] = inference.make_predictor(model, path=path,
-                                                  chunk_frames=chunk_frames)
-  return predictors
-
-
-# --------------------------------------------------------------------------
-# Frames.
-
-
-class Clip:
-  """One video's I3D inputs, streamed frame by frame.
-
-  Iterating (once) yields, for each output frame at 25 fps, a dict
-  {stream: float32 [224, 224, C]} of the requested streams, by the recipe of
-  video.py: resized to a shorter side of 256, centre-cropped to 224, RGB
-  scaled to [-1, 1], flow computed by TV-L1 on the resized frames (with one
-  frame of lookahead, in `flow_workers` processes), clipped to +-20 pixels
-  and divided by 20. The values equal those of `video.preprocess` exactly;
-  nothing is looped here.
-
-  Attributes:
-    path: The file.
-    streams: The streams yielded.
-    start_time: Seconds of frame 0 (frame k is at start_time + k / 25).
-    num_frames: Frames yielded, once iteration is over (else None).
-    frame_size: (height, width) after resizing, once a frame is out.
-    crop_offset: (top, left) of the crop, once a frame is out.
-  """
-
-  def __init__(self, path: str, streams: Sequence[str] = ('rgb',),
-               start: Optional[float] = None, end: Optional[float] = None,
-               flow_workers: Optional[int] = None):
-    """Opens the video and checks `start`/`end` against its header.
-
-    Args:
-      path: A video file.
-      streams: Which of STREAMS to yield.
-      start: Clip start in seconds, or None for the start of the video.
-      end: Clip end in seconds, or None for the end of the video.
-      flow_workers: Processes for TV-L1; None = all cores.
-
-    Raises:
-      video.VideoError: if the file is missing, empty, not a video or the
-        clip is outside it (decoding problems are raised while iterating).
-      ValueError: on bad `streams`.
-    """
-    self.path = os.fspath(path)
-    self.streams = check_streams(streams)
-    self.start_time = float(start or 0.0)
-    self.flow_workers = flow_workers
-    self.num_frames: Optional[int] = None
-    self.frame_size: Optional[Tuple[int, int]] = None
-    self.crop_offset: Optional[Tuple[int, int]] = None
-    self._frames = video.iter_frames(self.path, start=start, end=end)
-    self._iterated = False
-
-  def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
-    if self._iterated:
-      raise RuntimeError(f'The Clip of {self.path!r} was iterated already; '
-                         'make a new Clip to read the video again.')
-    self._iterated = True
-    return self._iterate()
-
-  def _iterate(self) -> Iterator[Dict[str, np.ndarray]]:
-    rgb = collections.deque()  # RGB inputs waiting for their flow frame.
-    count = 0
-
-    def images() -> Iterator[np.ndarray]:
-      nonlocal count
-      for frame in self._frames:
-        if self.crop_offset is None:
-          self.frame_size = frame.image.shape[:2]
-          self.crop_offset = video.center_crop_offsets(*self.frame_size)
-        if 'rgb' in self.streams:
-          rgb.append(video.rgb_to_input(
-              video.crop_at(frame.image, *self.crop_offset)))
-        count += 1
-        yield frame.image
-
-    if 'flow' in self.streams:
-      for flow in video.iter_flow(images(), workers=self.flow_workers):
-        out = {'flow': video.flow_to_input(
-            video.crop_at(flow, *self.crop_offset))}
-        if rgb:
-          out['rgb'] = rgb.popleft()
-        yield out
-    else:
-      for _ in images():
-        yield {'rgb': rgb.popleft()}
-    self.num_frames = count
-
-
-def count_frames(path: str, start: Optional[float] = None,
-                 end: Optional[float] = None) -> int:
-  """The number of 25 fps frames of a clip: one decoding pass, no resizing.
-
-  Raises:
-    video.VideoError: for a bad file or clip.
-  """
-  return sum(1 for _ in video.iter_frames(path, start=start, end=end,
-                                          short_side=None))
-
-
-_END = object()
-
-
-def prefetch(items: Iterable[T], max_items: int) -> Iterator[T]:
-  """Iterates `items` in a background thread, at most `max_items` ahead.
-
-  Decoding, resizing and TV-L1 bookkeeping then overlap with TensorFlow,
-  which releases the GIL while it runs. An exception raised by `items` is
-  re-raised by the returned iterator. Closing the returned iterator (or
-  leaving a for loop over it) stops the thread and closes `items`.
-
-  Args:
-    items: Any iterable; iterated in the background thread only.
-    max_items: Queue bound, >= 1.
-
-  Returns:
-    An iterator over the same items, in order.
-  """
-  if not isinstance(max_items, int) or max_items < 1:
-    raise ValueError(f'`max_items` must be a positive int; got {max_items!r}.')
-  slots: queue.Queue = queue.Queue(max_items)
-  stop = threading.Event()
-
-  def put(entry) -> bool:
-    while not stop.is_set():
-      try:
-        slots.put(entry, timeout=0.1)
-        return True
-      except queue.Full:
-        pass
-    return False
-
-  def produce() -> None:
-    iterator = iter(items)
-    try:
-      for item in iterator:
-        if not put((True, item)):
-          return
-      put((True, _END))
-    except BaseException as e:  # pylint: disable=broad-except
-      put((False, e))
-    finally:
-      close = getattr(iterator, 'close', None)
-      if close is not None:
-        close()
-
-  def consume() -> Iterator[T]:
-    thread = threading.Thread(target=produce, name='features-prefetch',
-                              daemon=True)
-    thread.start()
-    try:
-      while True:
-        ok, item = slots.get()
-        if not ok:
-          raise item
-        if item is _END:
-          return
-        yield item
-    finally:
-      stop.set()
-      thread.join()
-
-  return consume()
-
-
-def _pieces(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-  """Stacks consecutive frames into arrays of up to `size` frames."""
-  frames = iter(frames)
-  while True:
-    piece = list(itertools.islice(frames, size))
-    if not piece:
-      return
-    yield np.stack(piece)
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamLogits:
-  """What `stream_logits` computed.
-
-  Attributes:
-    logits: [num_classes].
-    num_frames: Frames of the clip at 25 fps, before any looping.
-    frames_used: Frames the network saw (video.MIN_FRAMES when looped).
-    looped: Whether the clip was shorter than video.MIN_FRAMES and looped.
-    streamed: Whether it ran in chunks (longer than one chunk).
-  """
-  logits: np.ndarray
-  num_frames: int
-  frames_used: int
-  looped: bool
-  streamed: bool
-
-
-def stream_logits(predictor: inference.Predictor, path: str, stream: str,
-                  start: Optional[float] = None, end: Optional[float] = None,
-                  num_frames: Optional[int] = None,
-                  flow_workers: Optional[int] = None,
-                  progress: bool = False) -> StreamLogits:
-  """One stream's logits of a whole clip, in memory bounded by the chunk size.
-
-  The whole clip is evaluated convolutionally in time, as in the paper. The
-  first `predictor.chunk_frames` frames are buffered: a clip that ends within
-  them runs in one pass (looped to video.MIN_FRAMES first if shorter). A
-  longer clip is streamed through `predictor.logits_stream` with its length
-  given, which equals one whole-clip pass to float32 round-off (1e-4); the
-  length comes from `num_frames` or else from `count_frames` (one more
-  decoding pass), because the stride grid of the network depends on it.
-
-  Args:
-    predictor: A Predictor with a Logits head for `stream`'s channels.
-    path: A video file.
-    stream: 'rgb' or 'flow'.
-    start: Clip start in seconds, or None.
-    end: Clip end in seconds, or None.
-    num_frames: The clip's length at 25 fps, if known (e.g. from another
-      stream of the same clip).
-    flow_workers: Processes for TV-L1; None = all cores.
-    progress: Show a tqdm bar on stderr over the frames of a streamed clip.
-
-  Returns:
-    A StreamLogits.
-
-  Raises:
-    video.VideoError: for a bad file or clip, or frames that cannot be run.
-  """
-  clip = Clip(path, (stream,), start=start, end=end,
-              flow_workers=flow_workers)
-  frames = prefetch((f[stream] for f in clip), PREFETCH_FRAMES)
-  try:
-    head = list(itertools.islice(frames, predictor.chunk_frames + 1))
-    if len(head) <= predictor.chunk_frames:
-      count = len(head)
-      if num_frames is not None and num_frames != count:
-        raise video.VideoError(
-            f'{path!r} gave {count} frames but {num_frames} were expected (a '
-            'different count in another pass); the file may be damaged.')
-      inputs, looped = video.loop_to_min_frames(np.stack(head),
-                                                video.MIN_FRAMES)
-      del head
-      logits = predictor.logits(inputs[np.newaxis])[0]
-      return StreamLogits(logits, count, len(inputs), looped, False)
-    if num_frames is None:
-      logging.info('%s: counting frames (one decoding pass) for an exact '
-                   'streamed result.', path)
-      num_frames = count_frames(path, start, end)
-    head = collections.deque(head)  # Let go of each frame once it is used.
-    first = (head.popleft() for _ in range(len(head)))
-    pending = itertools.chain(first, frames)
-    if progress:
-      pending = tqdm.tqdm(pending, total=num_frames, unit='frame',
-                          desc=f'{stream} {os.path.basename(path)}',
-                          dynamic_ncols=True)
-    try:
-      logits = predictor.logits_stream(_pieces(pending, _STREAM_PIECE),
-                                       num_frames=num_frames)
-    except ValueError as e:
-      if isinstance(e, video.VideoError):
-        raise
-      raise video.VideoError(f'Cannot run the {stream} stream of {path!r}: '
-                             f'{e}') from e
-    return StreamLogits(logits, num_frames, num_frames, False, True)
-  finally:
-    frames.close()
 
 
 # --------------------------------------------------------------------------
@@ -800,7 +449,7 @@ class Extractor:
     Raises:
       ValueError: on a bad setting.
     """
-    self.streams = check_streams(list(predictors))
+    self.streams = recipe.check_streams(list(predictors))
     missing = [s for s in self.streams if s not in checkpoint_prefixes]
     if missing:
       raise ValueError(f'`checkpoint_prefixes` lacks the streams {missing}; '
@@ -840,8 +489,8 @@ class Extractor:
     Raises:
       video.VideoError: for a bad file.
     """
-    streams = self.streams if streams is None else check_streams(streams)
-    clip = Clip(path, streams, flow_workers=self.flow_workers)
+    streams = self.streams if streams is None else recipe.check_streams(streams)
+    clip = recipe.Clip(path, streams, workers=self.flow_workers)
     batcher = _Batcher(self, streams)
     for window in iter_windows(clip, self.window, self.stride):
       batcher.add(window)
@@ -849,7 +498,7 @@ class Extractor:
     return Extracted(features, self.record(path, clip, batcher.windows,
                                            features))
 
-  def record(self, path: str, clip: Clip,
+  def record(self, path: str, clip: recipe.Clip,
              windows: Sequence[Tuple[int, int, bool]],
              features: Mapping[str, np.ndarray],
              name: Optional[str] = None) -> Dict[str, Any]:
@@ -982,7 +631,7 @@ class Extractor:
     def events() -> Iterator[Tuple[str, int, Any]]:
       for key, (item, streams, _, _) in enumerate(todo):
         try:
-          clip = Clip(item.path, streams, flow_workers=self.flow_workers)
+          clip = recipe.Clip(item.path, streams, workers=self.flow_workers)
           for window in iter_windows(clip, self.window, self.stride):
             yield 'window', key, window
           yield 'done', key, clip
@@ -1005,7 +654,7 @@ class Extractor:
     current = -1
     # closing(): an exception here (even KeyboardInterrupt) stops the
     # background thread at once rather than when the traceback is freed.
-    stream = contextlib.closing(prefetch(events(), self.batch_size))
+    stream = contextlib.closing(recipe.prefetch(events(), self.batch_size))
     with bar, stream as queued:
       for kind, key, payload in queued:
         item, streams, old, done = todo[key]
@@ -1035,7 +684,7 @@ class Extractor:
           bar.set_postfix(failed=len(summary.failed), refresh=False)
     return summary
 
-  def _write(self, output_dir: str, item: VideoInput, clip: Clip,
+  def _write(self, output_dir: str, item: VideoInput, clip: recipe.Clip,
              windows: Sequence[Tuple[int, int, bool]],
              features: Mapping[str, np.ndarray], old: Optional[Dict],
              done: Set[str]) -> None:
@@ -1043,11 +692,11 @@ class Extractor:
     json_path, npys = output_paths(output_dir, item.name, features)
     os.makedirs(os.path.dirname(json_path) or '.', exist_ok=True)
     for stream, array in features.items():
-      video.save_npy(npys[stream], array)
+      fileio.write_npy(npys[stream], array)
     record = self.record(item.path, clip, windows, features, name=item.name)
     if old and done and old.get('num_frames') == record['num_frames']:
       kept = {s: old['streams'][s] for s in self.streams if s in done}
       record['streams'] = {s: {**kept, **record['streams']}[s]
                            for s in self.streams
                            if s in kept or s in record['streams']}
-    report.write_json(json_path, record)
+    fileio.write_json(json_path, record)

@@ -2,7 +2,7 @@
 
 Videos are written by the tests with PyAV (tiny, lossless H.264 RGB) and the
 checkpoints are synthetic ones with the release's names. Most tests replace
-TV-L1 by a cheap stand-in (`fake_iter_flow`); `ClipTest` runs the real one
+TV-L1 by a cheap stand-in (`testing.fake_iter_flow`); `ClipTest` runs the real one
 on a few frames.
 """
 
@@ -11,75 +11,19 @@ import os
 import re
 import shutil
 import threading
-from typing import Iterable, Iterator
 from unittest import mock
 
 from absl.testing import parameterized
-import cv2
 import numpy as np
 import tensorflow as tf
 
-import checkpoints
+import assets
 import features
 import inference
-import synthetic_videos
-import video
-import video_test
+import recipe
+import testing
 
 FPS = 25
-
-
-def moving_frames(count: int, height: int = 64, width: int = 80,
-                  seed: int = 0) -> np.ndarray:
-  """uint8 RGB frames of a smooth texture drifting right and down."""
-  rng = np.random.default_rng(seed)
-  margin = 2 * count + 8
-  big = cv2.GaussianBlur(
-      rng.random((height + margin, width + margin, 3), np.float32), (0, 0),
-      3.0)
-  big = np.round(255 * (big - big.min()) / (big.max() - big.min()))
-  big = big.astype(np.uint8)
-  return np.stack([big[t // 2:t // 2 + height, 2 * t:2 * t + width]
-                   for t in range(count)])
-
-
-def write_video(path: str, count: int, seed: int = 0, height: int = 64,
-                width: int = 80) -> str:
-  """A lossless H.264 (RGB) video of `count` frames at 25 fps."""
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  return synthetic_videos.write_video(
-      path, moving_frames(count, height, width, seed), rate=FPS,
-      codec='libx264rgb', pix_fmt='rgb24', options={'qp': '0'})
-
-
-def write_checkpoints(root: str, names=('rgb_imagenet', 'flow_imagenet')
-                      ) -> str:
-  """Synthetic release checkpoints as <root>/<name>/model.ckpt."""
-  for seed, name in enumerate(names, 1):
-    checkpoints.write_synthetic(features.checkpoint_prefix(root, name),
-                                checkpoints.RELEASE_CHECKPOINTS[name], seed)
-  return root
-
-
-def fake_iter_flow(frames: Iterable[np.ndarray], workers=None,
-                   chunk_size: int = 4) -> Iterator[np.ndarray]:
-  """A cheap stand-in for video.iter_flow with its conventions.
-
-  flow[t] depends on frames t and t + 1 (one frame of lookahead) and the last
-  repeats the one before.
-  """
-  del workers, chunk_size
-  previous = last = None
-  for frame in frames:
-    gray = frame.mean(axis=-1, dtype=np.float32)
-    if previous is not None:
-      diff = gray - previous
-      last = np.stack([diff * 0.3, -diff * 0.2], axis=-1)
-      yield last
-    previous = gray
-  if previous is not None:
-    yield (last if last is not None
-           else np.zeros(previous.shape + (2,), np.float32)).copy()
 
 
 def plain_features(model, clip: np.ndarray, endpoint: str) -> np.ndarray:
@@ -88,7 +32,7 @@ def plain_features(model, clip: np.ndarray, endpoint: str) -> np.ndarray:
   return tf.reduce_mean(end_points[endpoint], axis=[1, 2, 3]).numpy()
 
 
-class _TempDir(video_test.TempDirMixin, tf.test.TestCase,
+class _TempDir(testing.TempDirMixin, tf.test.TestCase,
                parameterized.TestCase):
   """Test cases with one temporary folder per class."""
 
@@ -199,60 +143,6 @@ class FindVideosTest(_TempDir):
       features.find_videos('@' + os.path.join(self.tmp, 'nope.txt'))
 
 
-class PrefetchTest(parameterized.TestCase):
-
-  def test_order_and_exceptions(self):
-    def items():
-      yield from range(5)
-      raise KeyError('boom')
-
-    got = []
-    with self.assertRaisesRegex(KeyError, 'boom'):
-      for item in features.prefetch(items(), 2):
-        got.append(item)
-    self.assertEqual(got, list(range(5)))
-
-  def test_closing_stops_the_thread_and_closes_the_source(self):
-    closed = threading.Event()
-
-    def items():
-      try:
-        for i in range(1000):
-          yield i
-      finally:
-        closed.set()
-
-    before = threading.active_count()
-    it = features.prefetch(items(), 2)
-    self.assertEqual(next(it), 0)
-    it.close()
-    self.assertTrue(closed.is_set())
-    self.assertEqual(threading.active_count(), before)
-
-
-class ClipTest(_TempDir):
-
-  def test_equals_video_preprocess_with_real_tvl1(self):
-    path = write_video(os.path.join(self.tmp, 'four.mp4'), 4)
-    clip = features.Clip(path, ('rgb', 'flow'), flow_workers=1)
-    frames = list(clip)
-    expected = video.preprocess(path, min_frames=1, workers=1)
-    self.assertEqual(clip.num_frames, 4)
-    self.assertEqual(clip.frame_size, (256, 320))
-    self.assertEqual(clip.crop_offset, expected['crop_offset'])
-    for stream in ('rgb', 'flow'):
-      got = np.stack([f[stream] for f in frames])
-      self.assertAllEqual(got, expected[stream][0])
-
-  def test_bad_file_names_it(self):
-    path = os.path.join(self.tmp, 'text.mp4')
-    with open(path, 'w') as f:
-      f.write('not a video\n' * 10)
-    with self.assertRaisesRegex(video.VideoError,
-                                'Cannot read ' + re.escape(repr(path))):
-      features.Clip(path)
-
-
 class ExtractorTest(_TempDir):
   """Extraction on synthetic checkpoints, with the cheap stand-in flow."""
 
@@ -260,21 +150,21 @@ class ExtractorTest(_TempDir):
   def setUpClass(cls):
     super().setUpClass()
     inference.configure_threads()
-    cls.ckpt = write_checkpoints(os.path.join(cls.tmp, 'ckpt'))
-    cls.prefixes = {s: features.checkpoint_prefix(cls.ckpt, f'{s}_imagenet')
+    cls.ckpt = testing.write_checkpoints(os.path.join(cls.tmp, 'ckpt'))
+    cls.prefixes = {s: assets.checkpoint_prefix(cls.ckpt, f'{s}_imagenet')
                     for s in features.STREAMS}
-    cls.predictors = features.load_predictors(cls.prefixes,
+    cls.predictors = inference.load_predictors(cls.prefixes,
                                               final_endpoint='Mixed_5c')
     videos = os.path.join(cls.tmp, 'videos')
     cls.paths = {
-        'long': write_video(os.path.join(videos, 'long.mp4'), 42, seed=1),
-        'short': write_video(os.path.join(videos, 'sub', 'short.mp4'), 6,
+        'long': testing.write_moving_video(os.path.join(videos, 'long.mp4'), 42, seed=1),
+        'short': testing.write_moving_video(os.path.join(videos, 'sub', 'short.mp4'), 6,
                              seed=2),
-        'other': write_video(os.path.join(videos, 'sub', 'other.mp4'), 20,
+        'other': testing.write_moving_video(os.path.join(videos, 'sub', 'other.mp4'), 20,
                              seed=3),
     }
     cls.videos_dir = videos
-    cls._patch = mock.patch.object(video, 'iter_flow', fake_iter_flow)
+    cls._patch = mock.patch.object(recipe, 'iter_flow', testing.fake_iter_flow)
     cls._patch.start()
 
   @classmethod
@@ -297,7 +187,7 @@ class ExtractorTest(_TempDir):
   def test_mixed_5c_features_equal_the_plain_module(self):
     extracted = self.extractor(endpoint='Mixed_5c').extract(
         self.paths['long'])
-    rgb = video.preprocess(self.paths['long'], streams=('rgb',))['rgb']
+    rgb = recipe.preprocess(self.paths['long'], streams=('rgb',))['rgb']
     got = extracted.features['rgb']
     self.assertEqual(got.shape, (3, 1024))  # Starts 0, 16 and 26 (the tail).
     self.assertEqual([w['start_frame'] for w in extracted.record['windows']],
@@ -318,7 +208,7 @@ class ExtractorTest(_TempDir):
     self.assertTrue(record['looped'])
     self.assertEqual(record['windows'], [
         {'start_s': 0.0, 'end_s': 0.24, 'start_frame': 0, 'end_frame': 6}])
-    inputs = video.preprocess(self.paths['short'], min_frames=16)
+    inputs = recipe.preprocess(self.paths['short'], min_frames=16)
     self.assertTrue(inputs['looped'])
     for stream, dim in (('rgb', 832), ('flow', 832)):
       self.assertEqual(extracted.features[stream].shape, (1, dim))

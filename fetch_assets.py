@@ -96,7 +96,7 @@ def main(argv: Sequence[str]) -> int:
   except assets.AssetError as e:
     if e.report is not None:
       print(_summary(e.report, _DEST_ROOT.value), file=sys.stderr)
-    print(f'\nERROR: {e}', file=sys.stderr)
+    print(f'\nfetch_assets: error: {e}', file=sys.stderr)
     return 1
   except KeyboardInterrupt:
     print('Interrupted; files not yet verified were not written.',

@@ -1,4 +1,4 @@
-"""Fast, exact I3D inference: folded BatchNorm, bounded-memory whole videos.
+"""Fast, exact I3D inference: folded BatchNorm, and the Predictor.
 
 Two computation paths give the same numbers as the plain module
 (`model(video, is_training=False)`), to float32 round-off:
@@ -11,30 +11,16 @@ Two computation paths give the same numbers as the plain module
     reduces of Branch_1 and Branch_2) run as one wider conv and a split.
 
 Whole videos. A clip longer than `chunk_frames` is streamed through the trunk
-in chunks: every layer with a temporal kernel > 1 keeps the few input frames
-its next window still needs, pads with zeros in time exactly where the
-whole-video 'SAME' pass would (at the real start and end of the video), and
-runs 'VALID' in time in between. Every layer's per-frame output is therefore
-identical to that of one whole-video pass, nothing is recomputed, and memory
-is set by the chunk size, not by the video length. The Logits head is applied
-once at the end to the per-timestep [7,7]-pooled Mixed_5c features.
-
-'SAME' padding and the stride grid. With 'SAME', a layer of kernel k and
-stride s on n frames pads k - s frames in all when s divides n, else
-k - (n mod s), the larger half after. So the before-padding of the stride-2
-layers depends on the parity of their input length: Conv3d_1a_7x7 pads 2
-frames before an even-length input and 3 before an odd one, MaxPool3d_4a_3x3
-0 or 1. The whole-video stride grid thus depends on T mod 4, and a stream
-must know it from its first frame: `logits_stream` takes `num_frames`; when
-the length is unknown the stream is computed on the grid of T mod 4 == 0 and
-the last T mod 4 frames are dropped (at most 3), so the result equals
-`logits(video[:, :T - T % 4])` exactly.
+in chunks with the same result as one whole pass (streaming.py explains how,
+and why a stream must know its length: `logits_stream` takes `num_frames`;
+without it the last T mod 4 frames are dropped, so the result equals
+`logits(video[:, :T - T % 4])` exactly). The Logits head is applied once at
+the end to the per-timestep [7,7]-pooled Mixed_5c features.
 
 Usage:
 
   inference.configure_threads()            # entry points, before any op runs
-  model = i3d.InceptionI3d(400, final_endpoint='Logits')
-  checkpoints.restore(model, 'data/checkpoints/rgb_imagenet/model.ckpt')
+  model = checkpoints.load_model('data/checkpoints/rgb_imagenet/model.ckpt')
   predictor = inference.make_predictor(model)        # path 'fast'
   logits = predictor.logits(video)                   # [B, 400]
   logits = predictor.logits_stream(frame_chunks)     # [400], batch 1
@@ -43,17 +29,23 @@ Usage:
 
 from __future__ import annotations
 
-import collections
-import dataclasses
-import math
 import os
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import (
+  Dict,
+  Iterable,
+  Mapping,
+  Optional,
+  Sequence,
+  Tuple,
+)
 
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+import checkpoints
 import i3d
+import streaming
 
 # Computation paths of a Predictor; see the module docstring.
 PATHS = ('fast', 'plain')
@@ -74,9 +66,6 @@ INTER_OP_THREADS = 1
 HEAD_ENDPOINTS = ('Logits', 'Predictions')
 TRUNK_ENDPOINTS = tuple(spec.name for spec in i3d.LAYER_SPECS)
 
-# Total temporal stride of the trunk (at Mixed_5c); chunk sizes are rounded
-# up to a multiple of it so that every chunk advances every layer regularly.
-_TIME_STRIDE = i3d.strides_up_to('Mixed_5c')[0]
 
 
 def configure_threads(num_threads: Optional[int] = None,
@@ -112,192 +101,7 @@ def configure_threads(num_threads: Optional[int] = None,
 
 
 # --------------------------------------------------------------------------
-# Temporal geometry: 'SAME' padding, receptive fields, streaming context.
-
-
-def same_padding(size: int, kernel: int, stride: int) -> Tuple[int, int]:
-  """(before, after) padding of TensorFlow 'SAME' along one axis."""
-  out = -(-size // stride)
-  total = max((out - 1) * stride + kernel - size, 0)
-  return total // 2, total - total // 2
-
-
-@dataclasses.dataclass(frozen=True)
-class TemporalOp:
-  """A layer as seen along time: kernel and stride (max over branches)."""
-  name: str
-  kernel: int
-  stride: int
-
-
-def temporal_ops(endpoint: str = 'Mixed_5c') -> List[TemporalOp]:
-  """The trunk's layers up to `endpoint`, in time.
-
-  A Mixed block counts as one kernel-3 stride-1 op: its widest branches (the
-  3x3x3 convs and the 3x3x3 pool) see 3 frames. With 'Logits' or
-  'Predictions' the head's 2-frame 'VALID' average pool is the last op.
-
-  Raises:
-    ValueError: on an unknown endpoint.
-  """
-  _check_endpoint('endpoint', endpoint, i3d.VALID_ENDPOINTS)
-  ops = []
-  for spec in i3d.LAYER_SPECS:
-    if isinstance(spec, i3d.MixedSpec):
-      ops.append(TemporalOp(spec.name, 3, 1))
-    else:
-      ops.append(TemporalOp(spec.name, spec.kernel[0], spec.stride[0]))
-    if spec.name == endpoint:
-      return ops
-  ops.append(TemporalOp('Logits', i3d.LOGITS_POOL[0], 1))
-  return ops
-
-
-def _time_pads(endpoint: str, num_frames: int) -> List[Tuple[int, int]]:
-  """(before, after) time padding of each trunk op on `num_frames` frames."""
-  pads = []
-  n = num_frames
-  for op in temporal_ops(endpoint):
-    if op.name == 'Logits':  # 'VALID'
-      pads.append((0, 0))
-      continue
-    pads.append(same_padding(n, op.kernel, op.stride))
-    n = -(-n // op.stride)
-  return pads
-
-
-@dataclasses.dataclass(frozen=True)
-class TemporalGeometry:
-  """Which input frames one endpoint output sees, in a whole-video pass.
-
-  Output i is computed from input frames [i * stride - before,
-  i * stride - before + receptive_field - 1] (indices below 0 or past the end
-  are the zero padding). `context_before` and `context_after` are the frames
-  a block of `stride` new frames needs on each side.
-  """
-  endpoint: str
-  receptive_field: int
-  stride: int
-  before: int
-
-  @property
-  def context_before(self) -> int:
-    return self.before
-
-  @property
-  def context_after(self) -> int:
-    return self.receptive_field - self.stride - self.before
-
-
-def temporal_geometry(endpoint: str = 'Mixed_5c',
-                      num_frames: Optional[int] = None) -> TemporalGeometry:
-  """The temporal receptive field of `endpoint`, computed from LAYER_SPECS.
-
-  Args:
-    endpoint: one of i3d.VALID_ENDPOINTS ('Predictions' is the same as
-      'Logits').
-    num_frames: the video length, which sets the 'SAME' before-padding of the
-      stride-2 layers (see the module docstring); None means a multiple of 8.
-
-  Returns:
-    The geometry; at Mixed_5c on a multiple of 8 frames: receptive field 99,
-    stride 8, before 44.
-
-  Raises:
-    ValueError: on an unknown endpoint or a non-positive `num_frames`.
-  """
-  ops = temporal_ops(endpoint)
-  if num_frames is None:
-    num_frames = 8 * _TIME_STRIDE
-  if not isinstance(num_frames, int) or num_frames < 1:
-    raise ValueError(
-        f'`num_frames` must be a positive int; got {num_frames!r}.')
-  rf, jump, before = 1, 1, 0
-  for op, (pad, _) in zip(ops, _time_pads(endpoint, num_frames)):
-    rf += (op.kernel - 1) * jump
-    before += pad * jump
-    jump *= op.stride
-  return TemporalGeometry(endpoint, rf, jump, before)
-
-
-def first_chunk_frames(endpoint: str = 'Mixed_5c') -> int:
-  """Frames a stream's first chunk needs for `endpoint` to output a frame.
-
-  Every layer must emit at least one frame from the first chunk, so that no
-  later chunk hands a layer an empty input. The worst case over the four
-  'SAME' grids (T mod 4) is returned.
-  """
-  ops = [op for op in temporal_ops(endpoint) if op.name != 'Logits']
-  worst = 0
-  for num_frames in (8, 9, 10, 11):
-    need = 1
-    for op, (pad, _) in reversed(list(zip(ops, _time_pads(endpoint,
-                                                          num_frames)))):
-      need = max((need - 1) * op.stride + op.kernel - pad, 1)
-    worst = max(worst, need)
-  return worst
-
-
-# --------------------------------------------------------------------------
-# Analytic FLOPs.
-
-
-def conv_flops(frames: int, height: int = 224, width: int = 224,
-               in_channels: int = 3, num_classes: int = 400,
-               final_endpoint: str = 'Logits') -> Dict[str, int]:
-  """Multiply-add FLOPs (2 per MAC) of the convs of each endpoint.
-
-  Counts every conv's output positions (after its stride) times its kernel
-  volume times input and output channels, times 2. Pools, BatchNorm, bias
-  and ReLU are left out: together they are well under 1% of the total.
-
-  Returns:
-    endpoint -> FLOPs, in network order, up to `final_endpoint`.
-  """
-  _check_endpoint('final_endpoint', final_endpoint, i3d.VALID_ENDPOINTS)
-  shape = [frames, height, width]
-  channels = in_channels
-  out = collections.OrderedDict()
-
-  def conv(size, c_in, c_out, kernel, stride=(1, 1, 1)):
-    size = [-(-n // s) for n, s in zip(size, stride)]
-    return size, 2 * math.prod(size) * math.prod(kernel) * c_in * c_out
-
-  for spec in i3d.LAYER_SPECS:
-    if isinstance(spec, i3d.ConvSpec):
-      shape, flops = conv(shape, channels, spec.channels, spec.kernel,
-                          spec.stride)
-      channels = spec.channels
-    elif isinstance(spec, i3d.PoolSpec):
-      shape = [-(-n // s) for n, s in zip(shape, spec.stride)]
-      flops = 0
-    else:
-      # The 3x3x3 convs read their branch's reduce; the 1x1x1s the input.
-      reduced = {'Branch_1': spec.b1[0], 'Branch_2': spec.b2[0]}
-      flops = 0
-      for path, c_out, kernel in i3d.mixed_branches(spec):
-        c_in = (reduced[path.split('/')[0]] if kernel == (3, 3, 3) else
-                channels)
-        flops += conv(shape, c_in, c_out, kernel)[1]
-      channels = spec.out_channels
-    out[spec.name] = flops
-    if spec.name == final_endpoint:
-      return out
-  pooled = [n - p + 1 for n, p in zip(shape, i3d.LOGITS_POOL)]
-  out['Logits'] = conv(pooled, channels, num_classes, (1, 1, 1))[1]
-  if final_endpoint == 'Predictions':
-    out['Predictions'] = 0
-  return out
-
-
-# --------------------------------------------------------------------------
 # The units' arithmetic: plain (conv, BatchNorm) or folded (conv + bias).
-
-
-def _check_endpoint(arg: str, value: str, valid: Sequence[str]) -> None:
-  if value not in valid:
-    raise ValueError(f'Unknown `{arg}` {value!r}; valid values are: '
-                     f'{", ".join(valid)}.')
 
 
 def _reduce_paths(spec: i3d.MixedSpec) -> Tuple[str, str, str]:
@@ -402,7 +206,7 @@ class FoldedI3D(tf.Module):
 
   def trunk(self, x: tf.Tensor, endpoint: str = 'Mixed_5c') -> tf.Tensor:
     """The trunk's output at `endpoint` for a whole clip ('SAME' padding)."""
-    _check_endpoint('endpoint', endpoint, TRUNK_ENDPOINTS)
+    streaming.check_endpoint('endpoint', endpoint, TRUNK_ENDPOINTS)
     return _trunk(self, x, endpoint)
 
   def head(self, mixed_5c: tf.Tensor) -> tf.Tensor:
@@ -427,22 +231,18 @@ class FoldedI3D(tf.Module):
 # Whole-clip computation ('SAME' everywhere).
 
 
-def _max_pool(x: tf.Tensor, kernel, stride) -> tf.Tensor:
-  return tf.nn.max_pool3d(x, [1, *kernel, 1], [1, *stride, 1], 'SAME')
-
-
 def _trunk(units, x: tf.Tensor, endpoint: str) -> tf.Tensor:
   """The trunk up to `endpoint` on a whole clip."""
   for spec in i3d.LAYER_SPECS:
     if isinstance(spec, i3d.ConvSpec):
       x = units.unit(spec.name, x)
     elif isinstance(spec, i3d.PoolSpec):
-      x = _max_pool(x, spec.kernel, spec.stride)
+      x = i3d.max_pool(x, spec.kernel, spec.stride)
     else:
       b0, b1, b2 = units.reduces(spec, x)
       b1 = units.unit(f'{spec.name}/Branch_1/Conv3d_0b_3x3', b1)
       b2 = units.unit(f'{spec.name}/Branch_2/{spec.b2_conv_name}', b2)
-      b3 = _max_pool(x, (3, 3, 3), (1, 1, 1))
+      b3 = i3d.max_pool(x, (3, 3, 3), (1, 1, 1))
       b3 = units.unit(f'{spec.name}/Branch_3/Conv3d_0b_1x1', b3)
       x = tf.concat([b0, b1, b2, b3], axis=4)
     if spec.name == endpoint:
@@ -450,171 +250,10 @@ def _trunk(units, x: tf.Tensor, endpoint: str) -> tf.Tensor:
   raise AssertionError(endpoint)
 
 
-def _spatial_logits_pool(mixed_5c: tf.Tensor) -> tf.Tensor:
-  """The spatial half of the head's [2,7,7] 'VALID' average pool."""
-  k = i3d.LOGITS_POOL
-  return tf.nn.avg_pool3d(mixed_5c, [1, 1, k[1], k[2], 1], [1] * 5, 'VALID')
-
-
 def _per_time_logits(units, spatially_pooled: tf.Tensor) -> tf.Tensor:
   """Head before its time mean: [B, T5, H', W', 1024] -> [B, T', H', W', N]."""
   pooled = (spatially_pooled[:, :-1] + spatially_pooled[:, 1:]) * 0.5
   return units.unit(i3d.LOGITS_UNIT, pooled)
-
-
-# --------------------------------------------------------------------------
-# Streaming computation: 'VALID' in time with carried frames.
-
-
-def _same_pad_spatial(x: tf.Tensor, kernel: Sequence[int],
-                      stride: Sequence[int]) -> tf.Tensor:
-  """Pads height and width as 'SAME' would for this kernel and stride."""
-  pads = [[0, 0], [0, 0]]
-  shape = tf.shape(x)
-  for axis, k, s in ((2, kernel[1], stride[1]), (3, kernel[2], stride[2])):
-    n = shape[axis]
-    total = tf.maximum(((n + s - 1) // s - 1) * s + k - n, 0)
-    pads.append([total // 2, total - total // 2])
-  pads.append([0, 0])
-  return tf.pad(x, pads)
-
-
-def _window(carried: tf.Tensor, new: tf.Tensor, pad_before: tf.Tensor,
-            pad_after: tf.Tensor, kernel: int, stride: int):
-  """The frames one time op sees this step, and what it carries to the next.
-
-  Args:
-    carried: frames left over from the previous step, [B, t, H, W, C].
-    new: this step's new input frames, [B, n, H, W, C].
-    pad_before: zero frames to put first ('SAME' padding; first step only).
-    pad_after: zero frames to put last ('SAME' padding; last step only).
-    kernel: the op's time kernel.
-    stride: the op's time stride.
-
-  Returns:
-    (frames, outputs, carry): the padded sequence, the number of whole
-    windows in it (= the op's output frames this step) and the frames the
-    next window starts with.
-  """
-  shape = tf.shape(new)
-
-  def zeros(frames):
-    return tf.zeros(tf.stack([shape[0], frames, shape[2], shape[3],
-                              shape[4]]), new.dtype)
-
-  seq = tf.concat([zeros(pad_before), carried, new, zeros(pad_after)], 1)
-  outputs = tf.maximum((tf.shape(seq)[1] - kernel) // stride + 1, 0)
-  return seq, outputs, seq[:, outputs * stride:]
-
-
-def _time_max_pool(seq: tf.Tensor, kernel: int, stride: int) -> tf.Tensor:
-  return tf.nn.max_pool3d(seq, [1, kernel, 1, 1, 1], [1, stride, 1, 1, 1],
-                          'VALID')
-
-
-def _stream_trunk(units, x: tf.Tensor, carried: Sequence[tf.Tensor],
-                  pads: tf.Tensor, endpoint: str
-                  ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
-  """One chunk of the trunk: 'VALID' in time, with carried frames.
-
-  Max pools are split into a 'SAME' spatial pool and a 'VALID' time pool
-  (max is separable, so this is exact); their time padding is zeros, which
-  equals 'SAME''s ignored padding because every pool input is a ReLU output.
-
-  Args:
-    units: _PlainUnits or FoldedI3D.
-    x: the chunk's new frames, [B, n, H, W, C].
-    carried: the carried frames, as _carry_specs lists them.
-    pads: int32 [num layers, 2], the (before, after) zero frames each layer
-      adds this step (see _time_pads).
-    endpoint: the last layer.
-
-  Returns:
-    (the endpoint's new output frames, the new carried frames).
-  """
-  carried = iter(carried)
-  carry = []
-  for li, spec in enumerate(i3d.LAYER_SPECS):
-    before, after = pads[li, 0], pads[li, 1]
-    if isinstance(spec, i3d.ConvSpec):
-      kt, st = spec.kernel[0], spec.stride[0]
-      if kt > 1:
-        seq, _, rest = _window(next(carried), x, before, after, kt, st)
-        carry.append(rest)
-        x = units.unit(spec.name, _same_pad_spatial(seq, spec.kernel,
-                                                    spec.stride), 'VALID')
-      else:
-        x = units.unit(spec.name, x)
-    elif isinstance(spec, i3d.PoolSpec):
-      kt, st = spec.kernel[0], spec.stride[0]
-      x = _max_pool(x, (1, *spec.kernel[1:]), (1, *spec.stride[1:]))
-      if kt > 1:
-        seq, _, rest = _window(next(carried), x, before, after, kt, st)
-        carry.append(rest)
-        x = _time_max_pool(seq, kt, st)
-    else:
-      b0, b1, b2 = units.reduces(spec, x)
-      b3 = _max_pool(x, (1, 3, 3), (1, 1, 1))
-      # The three kernel-3 branches all pad one frame each side.
-      seq1, count, rest = _window(next(carried), b1, before, after, 3, 1)
-      carry.append(rest)
-      seq2, _, rest = _window(next(carried), b2, before, after, 3, 1)
-      carry.append(rest)
-      seq3, _, rest = _window(next(carried), b3, before, after, 3, 1)
-      carry.append(rest)
-      b1 = units.unit(f'{spec.name}/Branch_1/Conv3d_0b_3x3',
-                      _same_pad_spatial(seq1, (3, 3, 3), (1, 1, 1)), 'VALID')
-      b2 = units.unit(f'{spec.name}/Branch_2/{spec.b2_conv_name}',
-                      _same_pad_spatial(seq2, (3, 3, 3), (1, 1, 1)), 'VALID')
-      b3 = units.unit(f'{spec.name}/Branch_3/Conv3d_0b_1x1',
-                      _time_max_pool(seq3, 3, 1))
-      # Branch_0 has no time kernel, so it runs ahead of the other three:
-      # its newest frames wait in a queue for theirs.
-      queue = tf.concat([next(carried), b0], axis=1)
-      carry.append(queue[:, count:])
-      x = tf.concat([queue[:, :count], b1, b2, b3], axis=4)
-    if spec.name == endpoint:
-      return x, carry
-  raise AssertionError(endpoint)
-
-
-def _carry_specs(endpoint: str, in_channels: int
-                 ) -> List[Tuple[int, int]]:
-  """(spatial stride, channels) of each carried tensor, in _stream_trunk order.
-  """
-  specs = []
-  stride, channels = 1, in_channels
-  for spec in i3d.LAYER_SPECS:
-    if isinstance(spec, i3d.ConvSpec):
-      if spec.kernel[0] > 1:
-        specs.append((stride, channels))
-      stride *= spec.stride[1]
-      channels = spec.channels
-    elif isinstance(spec, i3d.PoolSpec):
-      stride *= spec.stride[1]
-      if spec.kernel[0] > 1:
-        specs.append((stride, channels))
-    else:
-      specs += [(stride, spec.b1[0]), (stride, spec.b2[0]),
-                (stride, channels), (stride, spec.b0)]
-      channels = spec.out_channels
-    if spec.name == endpoint:
-      return specs
-  raise AssertionError(endpoint)
-
-
-def _grid_period(endpoint: str) -> int:
-  """The m such that every multiple of m frames gets the same time padding.
-
-  The before-padding of the stride-2 layers depends on their input lengths
-  (see the module docstring); up to Mixed_5c it is set by T mod 4.
-  """
-  for m in (1, 2, 4, 8, 16, 32):
-    befores = {tuple(b for b, _ in _time_pads(endpoint, m * q))
-               for q in (1, 2, 3, 5, 7)}
-    if len(befores) == 1:
-      return m
-  raise AssertionError(endpoint)
 
 
 # --------------------------------------------------------------------------
@@ -746,7 +385,7 @@ class Predictor:
   # ---- checks --------------------------------------------------------------
 
   def _check_endpoint(self, endpoint: str) -> None:
-    _check_endpoint('endpoint', endpoint, self.endpoints)
+    streaming.check_endpoint('endpoint', endpoint, self.endpoints)
 
   def _check_video(self, video, endpoint: str) -> np.ndarray:
     self._check_endpoint(endpoint)
@@ -843,16 +482,16 @@ class Predictor:
     if endpoint not in self._step_fns:
       trunk_end = 'Mixed_5c' if endpoint in HEAD_ENDPOINTS else endpoint
       carry = [tf.TensorSpec([None, None, None, None, c], tf.float32)
-               for _, c in _carry_specs(trunk_end, self.in_channels)]
+               for _, c in streaming.carry_specs(trunk_end, self.in_channels)]
       specs = [tf.TensorSpec([None, None, None, None, self.in_channels],
                              tf.float32),
                carry,
                tf.TensorSpec([None, 2], tf.int32)]
 
       def step(x, carried, pads):
-        out, carried = _stream_trunk(self._units, x, carried, pads, trunk_end)
+        out, carried = streaming.stream_trunk(self._units, x, carried, pads, trunk_end)
         if endpoint in HEAD_ENDPOINTS:
-          return _spatial_logits_pool(out), carried
+          return streaming.spatial_logits_pool(out), carried
         return tf.reduce_mean(out, [2, 3]), carried
 
       self._step_fns[endpoint] = tf.function(step, input_signature=specs)
@@ -866,16 +505,16 @@ class Predictor:
                                    num_frames < 1):
       raise ValueError(
           f'`num_frames` must be a positive int or None; got {num_frames!r}.')
-    period = _grid_period(trunk_end)
-    first = _round_up(max(self.chunk_frames, first_chunk_frames(trunk_end)),
-                      _TIME_STRIDE)
+    period = streaming.grid_period(trunk_end)
+    first = streaming.round_up(max(self.chunk_frames, streaming.first_chunk_frames(trunk_end)),
+                      streaming.TIME_STRIDE)
     step = self._step(endpoint)
     carried = None
     outputs = []
     grid_frames = num_frames or period  # Any multiple of the period.
-    befores = np.array([b for b, _ in _time_pads(trunk_end, grid_frames)],
+    befores = np.array([b for b, _ in streaming.time_pads(trunk_end, grid_frames)],
                        np.int32)
-    for frames, total, is_last in _rechunk(chunks, first, self.chunk_frames,
+    for frames, total, is_last in streaming.rechunk(chunks, first, self.chunk_frames,
                                            period, batched,
                                            self.in_channels, num_frames):
       if carried is None:
@@ -884,7 +523,7 @@ class Predictor:
         carried = [
             tf.zeros([frames.shape[0], 0, -(-frames.shape[2] // s),
                       -(-frames.shape[3] // s), c])
-            for s, c in _carry_specs(trunk_end, self.in_channels)]
+            for s, c in streaming.carry_specs(trunk_end, self.in_channels)]
         pads = np.zeros([len(befores), 2], np.int32)
         pads[:, 0] = befores
       else:
@@ -897,7 +536,7 @@ class Predictor:
           frames = frames[:, :frames.shape[1] - total % period]
           total -= total % period
         self._check_size((total, *frames.shape[2:4]), endpoint, 'chunks')
-        pads[:, 1] = [a for _, a in _time_pads(trunk_end, total)]
+        pads[:, 1] = [a for _, a in streaming.time_pads(trunk_end, total)]
       out, carried = step(tf.constant(frames), carried, tf.constant(pads))
       outputs.append(out.numpy())
     return np.concatenate(outputs, axis=1)
@@ -905,73 +544,6 @@ class Predictor:
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
   return tf.nn.softmax(logits).numpy()
-
-
-def _round_up(n: int, m: int) -> int:
-  return -(-n // m) * m
-
-
-def _rechunk(pieces: Iterable[np.ndarray], first: int, chunk: int,
-             period: int, batched: bool, channels: int,
-             num_frames: Optional[int]
-             ) -> Iterator[Tuple[np.ndarray, int, bool]]:
-  """Regroups frame arrays into a `first` chunk, then `chunk`-frame chunks.
-
-  Yields (frames [B, t, H, W, C], frames so far, is_last). The last chunk
-  keeps at least `period` frames (when there are that many), so that a
-  stream of unknown length can drop up to period - 1 frames from its end.
-  """
-  buffered: collections.deque = collections.deque()
-  count = total = 0
-  need = first
-  shape = None
-  for piece in pieces:
-    piece = np.asarray(piece, dtype=np.float32)
-    if not batched:
-      piece = piece[None]
-    if (piece.ndim != 5 or piece.shape[-1] != channels or
-        (shape is not None and piece.shape[2:] != shape[2:]) or
-        (shape is not None and piece.shape[0] != shape[0])):
-      want = ('[batch, frames, height, width, {c}]' if batched else
-              '[frames, height, width, {c}]').format(c=channels)
-      got = piece.shape if batched else piece.shape[1:]
-      raise ValueError(
-          f'Every chunk of frames must be {want} with the same size as the '
-          f'first; got shape {got}' +
-          (f' after {shape[1:] if batched else shape[2:]}.' if shape else '.'))
-    shape = piece.shape
-    if piece.shape[1] == 0:
-      continue
-    buffered.append(piece)
-    count += piece.shape[1]
-    total += piece.shape[1]
-    if num_frames is not None and total > num_frames:
-      raise ValueError(f'The stream has more frames than `num_frames` '
-                       f'{num_frames}.')
-    while count >= need + period:
-      out = _take(buffered, need)
-      count -= need
-      yield out, total - count, False
-      need = chunk
-  if count == 0:
-    raise ValueError('The stream of frames is empty.')
-  if num_frames is not None and total != num_frames:
-    raise ValueError(f'The stream has {total} frames but `num_frames` is '
-                     f'{num_frames}.')
-  yield _take(buffered, count), total, True
-
-
-def _take(buffered: collections.deque, frames: int) -> np.ndarray:
-  """Pops the first `frames` frames off a deque of [B, t, ...] arrays."""
-  parts = []
-  while frames:
-    piece = buffered.popleft()
-    if piece.shape[1] > frames:
-      buffered.appendleft(piece[:, frames:])
-      piece = piece[:, :frames]
-    parts.append(piece)
-    frames -= piece.shape[1]
-  return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def make_predictor(model: i3d.InceptionI3d, path: str = DEFAULT_PATH,
@@ -992,14 +564,49 @@ def make_predictor(model: i3d.InceptionI3d, path: str = DEFAULT_PATH,
     ValueError: on a bad `path` or `chunk_frames`, or a model without
       variables.
   """
-  _check_endpoint('path', path, PATHS)
+  streaming.check_endpoint('path', path, PATHS)
   if chunk_frames is None:
     chunk_frames = DEFAULT_CHUNK_FRAMES
   if (not isinstance(chunk_frames, int) or chunk_frames < 1 or
-      chunk_frames % _TIME_STRIDE):
+      chunk_frames % streaming.TIME_STRIDE):
     raise ValueError(f'`chunk_frames` must be a positive multiple of '
-                     f'{_TIME_STRIDE} or None; got {chunk_frames!r}.')
+                     f'{streaming.TIME_STRIDE} or None; got {chunk_frames!r}.')
   if model.in_channels is None:
     raise ValueError('`model` has no variables yet: restore a checkpoint or '
                      'call model.create_variables(in_channels) first.')
   return Predictor(model, path, chunk_frames)
+
+
+def load_predictors(prefixes: Mapping[str, str],
+                    final_endpoint: str = 'Logits',
+                    path: str = DEFAULT_PATH,
+                    chunk_frames: Optional[int] = None
+                    ) -> Dict[str, Predictor]:
+  """Restores each stream's checkpoint into a model and wraps it.
+
+  Args:
+    prefixes: stream -> checkpoint prefix.
+    final_endpoint: the last endpoint the models compute.
+    path: one of PATHS.
+    chunk_frames: see make_predictor.
+
+  Returns:
+    stream -> Predictor.
+
+  Raises:
+    checkpoints.CheckpointError: a checkpoint is missing or does not fit.
+    ValueError: a checkpoint's input channels do not fit its stream.
+  """
+  predictors = {}
+  for stream, prefix in prefixes.items():
+    logging.info('%s: restoring %s', stream, prefix)
+    model = checkpoints.load_model(prefix, final_endpoint=final_endpoint)
+    if model.in_channels != checkpoints.STREAM_CHANNELS[stream]:
+      raise checkpoints.CheckpointError(
+          f'Checkpoint {prefix!r} takes {model.in_channels} input channels, '
+          f'but the {stream} stream has {checkpoints.STREAM_CHANNELS[stream]}: use an RGB '
+          'checkpoint for rgb and a flow checkpoint for flow.')
+    predictors[stream] = make_predictor(model, path=path,
+                                                  chunk_frames=chunk_frames)
+  return predictors
+

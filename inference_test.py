@@ -11,6 +11,7 @@ import tensorflow as tf
 import checkpoints
 import i3d
 import inference
+import streaming
 
 # A Logits clip: the smallest length whose Mixed_5c has 2 frames is 9; 16
 # keeps it cheap. Trunk-only checks use small frames, which are far cheaper.
@@ -48,20 +49,20 @@ class GeometryTest(tf.test.TestCase, parameterized.TestCase):
       (41, 3, 2, (1, 1)), (20, 2, 2, (0, 0)), (21, 2, 2, (0, 1)),
       (5, 3, 1, (1, 1)), (5, 1, 1, (0, 0)))
   def test_same_padding(self, size, kernel, stride, expected):
-    self.assertEqual(inference.same_padding(size, kernel, stride), expected)
+    self.assertEqual(streaming.same_padding(size, kernel, stride), expected)
 
   def test_mixed_5c_geometry(self):
-    g = inference.temporal_geometry('Mixed_5c')
+    g = streaming.temporal_geometry('Mixed_5c')
     self.assertEqual((g.receptive_field, g.stride, g.before), (99, 8, 44))
     self.assertEqual((g.context_before, g.context_after), (44, 47))
     # An odd length pads Conv3d_1a_7x7 by one more frame in front.
-    self.assertEqual(inference.temporal_geometry('Mixed_5c', 79).before, 45)
-    self.assertEqual(inference.temporal_geometry('Logits').receptive_field,
+    self.assertEqual(streaming.temporal_geometry('Mixed_5c', 79).before, 45)
+    self.assertEqual(streaming.temporal_geometry('Logits').receptive_field,
                      107)
 
   @parameterized.parameters((128, 3), (128, 100), (127, 60))
   def test_receptive_field_matches_module(self, frames, frame):
-    g = inference.temporal_geometry('Mixed_5c', frames)
+    g = streaming.temporal_geometry('Mixed_5c', frames)
     positions = -(-frames // g.stride)
     expected = {i for i in range(positions)
                 if i * g.stride - g.before <= frame <
@@ -72,17 +73,8 @@ class GeometryTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_first_chunk_frames(self):
     # Output 0 of Mixed_5c ends at frame 98 - 44 = 54 on the even grid.
-    self.assertEqual(inference.first_chunk_frames('Mixed_5c'), 55)
-    self.assertEqual(inference.first_chunk_frames('Conv3d_1a_7x7'), 5)
-
-  def test_conv_flops(self):
-    flops = inference.conv_flops(79)
-    self.assertEqual(flops['Conv3d_1a_7x7'],
-                     2 * 40 * 112 * 112 * 64 * 7 ** 3 * 3)
-    self.assertEqual(flops['MaxPool3d_2a_3x3'], 0)
-    # The figure usually quoted for I3D on a 79-frame 224x224 clip is ~279.
-    self.assertAllClose(sum(flops.values()) / 1e9, 277.9, atol=0.1)
-    self.assertLen(inference.conv_flops(16, final_endpoint='Mixed_3b'), 6)
+    self.assertEqual(streaming.first_chunk_frames('Mixed_5c'), 55)
+    self.assertEqual(streaming.first_chunk_frames('Conv3d_1a_7x7'), 5)
 
 
 class PredictorTest(tf.test.TestCase, parameterized.TestCase):
@@ -148,7 +140,7 @@ class PredictorTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_rechunk_bounds_the_buffer(self):
     pieces = [np.zeros([n, 2, 2, 3], np.float32) for n in (1, 300, 5, 40)]
-    sizes = [(c.shape[1], last) for c, _, last in inference._rechunk(  # pylint: disable=protected-access
+    sizes = [(c.shape[1], last) for c, _, last in streaming.rechunk(  # pylint: disable=protected-access
         pieces, first=56, chunk=16, period=4, batched=False, channels=3,
         num_frames=None)]
     self.assertEqual(sizes[0], (56, False))
@@ -236,7 +228,7 @@ class ErrorsTest(tf.test.TestCase):
 
   def test_bad_geometry_frames(self):
     with self.assertRaisesRegex(ValueError, r'`num_frames`.*positive.*-1'):
-      inference.temporal_geometry('Mixed_5c', -1)
+      streaming.temporal_geometry('Mixed_5c', -1)
 
 
 if __name__ == '__main__':

@@ -15,34 +15,37 @@ from typing import Sequence
 from absl import app
 from absl import flags
 
+import assets
+import fileio
+import recipe
 import video
 
 _VIDEO = flags.DEFINE_string('video', None, 'Input video file.', required=True)
-_OUT_DIR = flags.DEFINE_string(
-    'out_dir', 'out', 'Folder for the outputs; created if missing.')
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', 'out', 'Folder for the outputs; created if missing.')
 _NAME = flags.DEFINE_string(
     'name', None, 'Output name prefix; defaults to the video file name '
     'without its extension.')
 _STREAMS = flags.DEFINE_enum(
-    'streams', 'joint', ['rgb', 'flow', 'joint'],
-    'Which inputs to write: rgb, flow (TV-L1, slow) or both.')
+    'streams', 'joint', list(assets.STREAM_CHOICES),
+    'Which inputs to write: rgb, flow (TV-L1, slow) or joint (both).')
 _START = flags.DEFINE_float(
     'start', None, 'Clip start in seconds; default: start of the video.')
 _END = flags.DEFINE_float(
     'end', None, 'Clip end in seconds; default: end of the video.')
 _MIN_FRAMES = flags.DEFINE_integer(
-    'min_frames', video.MIN_FRAMES,
+    'min_frames', recipe.MIN_FRAMES,
     'Loop shorter clips from the start up to this many frames (the I3D Logits '
     'head needs 9).', lower_bound=1)
 _CROP = flags.DEFINE_enum(
-    'crop', 'center', list(video.VALID_CROPS),
+    'crop', 'center', list(recipe.VALID_CROPS),
     'center (test time) or random (training augmentation).')
 _FLIP = flags.DEFINE_bool(
     'flip', False, 'Mirror left-right with probability 0.5 (training).')
 _SEED = flags.DEFINE_integer(
     'seed', None, 'Seed for --crop=random and --flip; default: fresh entropy.')
-_WORKERS = flags.DEFINE_integer(
-    'workers', None, 'Processes for TV-L1 flow; default: all cores.',
+_FLOW_WORKERS = flags.DEFINE_integer(
+    'flow_workers', None, 'Processes for TV-L1 flow; default: all cores.',
     lower_bound=1)
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the frames on stderr.')
@@ -54,13 +57,13 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(
         f'Unexpected arguments: {" ".join(argv[1:])}. Pass the video as '
         '--video=PATH.')
-  streams = ('rgb', 'flow') if _STREAMS.value == 'joint' else (_STREAMS.value,)
+  streams = assets.streams_of(_STREAMS.value)
   name = _NAME.value or os.path.splitext(os.path.basename(_VIDEO.value))[0]
   try:
-    inputs = video.preprocess(
+    inputs = recipe.preprocess(
         _VIDEO.value, streams=streams, start=_START.value, end=_END.value,
         min_frames=_MIN_FRAMES.value, crop=_CROP.value, rng=_SEED.value,
-        flip=_FLIP.value, workers=_WORKERS.value, progress=_PROGRESS.value)
+        flip=_FLIP.value, workers=_FLOW_WORKERS.value, progress=_PROGRESS.value)
   except video.VideoError as e:
     print(f'preprocess_video: error: {e}', file=sys.stderr)
     sys.exit(1)
@@ -77,15 +80,15 @@ def main(argv: Sequence[str]) -> None:
     print(f'looped: yes, {count} -> {len(times)} frames (--min_frames)')
   else:
     print('looped: no')
-  os.makedirs(_OUT_DIR.value, exist_ok=True)
+  os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
   for stream in streams:
     array = inputs[stream]
-    npy = os.path.join(_OUT_DIR.value, f'{name}_{stream}.npy')
-    video.save_npy(npy, array)
+    npy = os.path.join(_OUTPUT_DIR.value, f'{name}_{stream}.npy')
+    fileio.write_npy(npy, array)
     written = [npy]
     if _GIF.value:
-      gif = os.path.join(_OUT_DIR.value, f'{name}_{stream}.gif')
-      video.write_gif(gif, array)
+      gif = os.path.join(_OUTPUT_DIR.value, f'{name}_{stream}.gif')
+      recipe.write_gif(gif, array)
       written.append(gif)
     print(f'{stream}: {array.shape} {array.dtype} -> {", ".join(written)}')
 

@@ -12,12 +12,12 @@ out/*.txt holds):
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+
+import fileio
 
 TOP_K = 20
 
@@ -87,24 +87,9 @@ def report_dict(logits: np.ndarray, labels: Sequence[str], k: int = TOP_K,
           'top_classes': top}
 
 
-def write_atomic(path: str, data: bytes) -> None:
-  """Writes `data` to a temporary file beside `path`, then renames it."""
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path),
-                             suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
-def write_json(path: str, value: object) -> None:
-  write_atomic(path, (json.dumps(value, indent=2) + '\n').encode('utf-8'))
+# Kept for callers of the report API; the implementation is fileio's.
+write_atomic = fileio.write_bytes
+write_json = fileio.write_json
 
 
 def save_bar_chart(path: str, logits: np.ndarray, labels: Sequence[str],
@@ -126,13 +111,7 @@ def save_bar_chart(path: str, logits: np.ndarray, labels: Sequence[str],
   ax.set_xlabel('probability')
   ax.set_title(title or f'Top {len(rows)} classes')
   fig.tight_layout()
-  folder = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(dir=folder, suffix='.png')
-  os.close(fd)
   try:
-    fig.savefig(tmp, format='png', dpi=100)
-    os.replace(tmp, path)
+    fileio.write_with(path, lambda f: fig.savefig(f, format='png', dpi=100))
   finally:
     plt.close(fig)
-    if os.path.exists(tmp):
-      os.remove(tmp)

@@ -28,17 +28,17 @@ Usage:
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from typing import Dict, Mapping
 
 import tensorflow as tf
 
+import assets
 import checkpoints
+import fileio
 import i3d
 import inference
 
-STREAMS = ('rgb', 'flow', 'joint')
+STREAMS = assets.STREAM_CHOICES
 CHANNELS = checkpoints.STREAM_CHANNELS
 CLIP_SIZE = 224
 SIGNATURE_KEY = 'serving_default'
@@ -46,10 +46,7 @@ SIGNATURE_KEY = 'serving_default'
 
 def stream_parts(streams: str):
   """The models a `streams` value needs: ['rgb'], ['flow'] or both."""
-  if streams not in STREAMS:
-    raise ValueError(f'Unknown `streams` {streams!r}; valid values are: '
-                     f'{", ".join(STREAMS)}.')
-  return ['rgb', 'flow'] if streams == 'joint' else [streams]
+  return list(assets.streams_of(streams))
 
 
 class ServingModule(tf.Module):
@@ -183,27 +180,11 @@ def export(models: Mapping[str, i3d.InceptionI3d], output_dir: str,
   output_dir = os.path.abspath(output_dir)
   if os.path.exists(output_dir) and not overwrite:
     raise FileExistsError(
-        f'`output_dir` {output_dir} already exists; pass overwrite=True '
-        '(--overwrite) to replace it.')
+        f'`output_dir` {output_dir} already exists; pass overwrite=True to '
+        'replace it.')
   module = ServingModule(models, with_features)
-  parent = os.path.dirname(output_dir)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(dir=parent, prefix='.tmp-savedmodel-')
-  umask = os.umask(0)
-  os.umask(umask)
-  os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private.
-  try:
+  with fileio.atomic_folder(output_dir, overwrite=overwrite) as tmp:
     tf.saved_model.save(
         module, tmp,
         signatures={SIGNATURE_KEY: module.serve.get_concrete_function()})
-    if os.path.exists(output_dir):
-      old = tempfile.mkdtemp(dir=parent, prefix='.old-savedmodel-')
-      os.replace(output_dir, os.path.join(old, 'previous'))
-      os.replace(tmp, output_dir)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.replace(tmp, output_dir)
-  finally:
-    if os.path.exists(tmp):
-      shutil.rmtree(tmp, ignore_errors=True)
   return output_dir

@@ -126,8 +126,15 @@ class ErrorsTest(tf.test.TestCase):
   def test_output_exists(self):
     out_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     with self.assertRaisesRegex(FileExistsError, r'already exists.*'
-                                r'--overwrite'):
+                                r'overwrite=True'):
       serving.export({'rgb': _model('rgb')}, out_dir)
+
+  def test_entry_point_output_exists(self):
+    out_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    run = _export([f'--output_dir={out_dir}', '--synthetic'])
+    self.assertEqual(run.returncode, 1)
+    self.assertRegex(run.stderr, r'export_saved_model: error: --output_dir=.*'
+                     r'already exists; pass --overwrite')
 
   def test_missing_checkpoint_prefix(self):
     with self.assertRaisesRegex(ValueError, r'needs a flow checkpoint for '

@@ -1,0 +1,123 @@
+"""Tests of classification.py: one decoding pass, exact streamed logits."""
+
+import os
+import re
+from unittest import mock
+
+from absl.testing import parameterized
+import av
+import numpy as np
+import tensorflow as tf
+
+import assets
+import classification
+import inference
+import recipe
+import testing
+import video
+
+
+class ClipLogitsTest(testing.TempDirMixin, tf.test.TestCase,
+                     parameterized.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    inference.configure_threads()
+    cls.ckpt = testing.write_checkpoints(os.path.join(cls.tmp, 'ckpt'))
+    cls.video = testing.write_moving_video(
+        os.path.join(cls.tmp, 'v.mp4'), 42, seed=1)
+    cls.prefixes = {s: assets.checkpoint_prefix(cls.ckpt, f'{s}_imagenet')
+                    for s in assets.STREAMS}
+    cls._patch = mock.patch.object(recipe, 'iter_flow', testing.fake_iter_flow)
+    cls._patch.start()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._patch.stop()
+    super().tearDownClass()
+
+  def predictors(self, chunk_frames):
+    return inference.load_predictors(self.prefixes, chunk_frames=chunk_frames)
+
+  def test_joint_decodes_the_file_once(self):
+    opens, decoded, converted = [], [], []
+    real_open, real_decode, real_to_rgb = av.open, video._decode, video._to_rgb
+
+    def counting_decode(*args, **kwargs):
+      for frame in real_decode(*args, **kwargs):
+        decoded.append(frame)
+        yield frame
+
+    with mock.patch.object(av, 'open', side_effect=lambda *a, **k: (
+        opens.append(a[0]) or real_open(*a, **k))), \
+         mock.patch.object(video, '_decode', counting_decode), \
+         mock.patch.object(video, '_to_rgb', side_effect=lambda *a: (
+             converted.append(1) or real_to_rgb(*a))):
+      # 42 frames in chunks of 16: streamed, so the length is counted first.
+      result = classification.clip_logits(self.predictors(16), self.video)
+    self.assertTrue(result.streamed)
+    self.assertEqual(result.num_frames, 42)
+    self.assertEqual(set(result.logits), {'rgb', 'flow'})
+    # One pass converts every frame once; the counting pass converts none.
+    self.assertLen(converted, 42)
+    # The decoding pass and the counting pass, 42 frames each; no pass per
+    # stream.
+    self.assertLen(decoded, 2 * 42)
+    # Each pass opens the file twice: to check the clip, then to decode.
+    self.assertLen(opens, 4)
+
+  def test_streamed_joint_equals_whole_clip_passes(self):
+    streamed = classification.clip_logits(self.predictors(16), self.video)
+    whole = classification.clip_logits(self.predictors(64), self.video)
+    self.assertFalse(whole.streamed)
+    inputs = recipe.preprocess(self.video, workers=1)
+    for stream in assets.STREAMS:
+      self.assertAllClose(streamed.logits[stream], whole.logits[stream],
+                          atol=1e-4, rtol=0)
+      expected = self.predictors(64)[stream].logits(inputs[stream])[0]
+      self.assertAllClose(whole.logits[stream], expected, atol=1e-5, rtol=0)
+
+  def test_short_clip_is_looped(self):
+    short = testing.write_moving_video(os.path.join(self.tmp, 's.mp4'), 6)
+    result = classification.clip_logits(self.predictors(16), short)
+    self.assertEqual((result.num_frames, result.frames_used, result.looped),
+                     (6, recipe.MIN_FRAMES, True))
+
+  def test_a_failing_stream_fails_the_clip(self):
+    predictors = self.predictors(16)
+    with mock.patch.object(predictors['flow'], 'logits_stream',
+                           side_effect=RuntimeError('flow broke')):
+      with self.assertRaisesRegex(RuntimeError, 'flow broke'):
+        classification.clip_logits(predictors, self.video)
+
+
+class LoadSampleTest(testing.TempDirMixin, tf.test.TestCase):
+
+  def test_wrong_channels(self):
+    path = os.path.join(self.tmp, 'rgb.npy')
+    np.save(path, np.zeros([1, 9, 224, 224, 2], np.float32))
+    with self.assertRaisesRegex(
+        classification.InputError,
+        re.escape('must be shaped [batch, frames, 224, 224, 3]; got '
+                  '[1, 9, 224, 224, 2]')):
+      classification.load_sample(path, 'rgb')
+
+  def test_unreadable(self):
+    path = os.path.join(self.tmp, 'junk.npy')
+    with open(path, 'w') as f:
+      f.write('junk')
+    with self.assertRaisesRegex(classification.InputError,
+                                'Cannot read the flow sample'):
+      classification.load_sample(path, 'flow')
+
+  def test_integer_dtype(self):
+    path = os.path.join(self.tmp, 'int.npy')
+    np.save(path, np.zeros([1, 9, 224, 224, 3], np.int32))
+    with self.assertRaisesRegex(classification.InputError,
+                                'must be float32 in .* got dtype int32'):
+      classification.load_sample(path, 'rgb')
+
+
+if __name__ == '__main__':
+  tf.test.main()
