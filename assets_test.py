@@ -174,6 +174,46 @@ class AssetsTest(parameterized.TestCase):
         r"'joint'\), got 'rgb400'"):
       assets.files_for('rgb400', imagenet_pretrained=True)
 
+  @parameterized.parameters(
+      ('rgb', True, {'rgb': 'rgb_imagenet'}, True, 400),
+      ('joint', False, {'rgb': 'rgb_scratch', 'flow': 'flow_scratch'}, False,
+       400),
+      # No ImageNet-pretrained Kinetics-600 checkpoint: what was used is
+      # recorded, not what was asked.
+      ('rgb600', True, {'rgb': 'rgb_scratch_kin600'}, False, 600),
+  )
+  def test_resolve(self, eval_type, imagenet, names, used, classes):
+    got = assets.resolve(eval_type, imagenet, '/ckpt')
+    self.assertEqual(got.checkpoints, names)
+    self.assertEqual(got.streams, tuple(names))
+    self.assertEqual(got.prefixes,
+                     {s: f'/ckpt/{n}/model.ckpt' for s, n in names.items()})
+    self.assertEqual((got.imagenet_pretrained, got.num_classes),
+                     (used, classes))
+    self.assertEqual(got.label_map, assets.LABEL_MAP_FILES[classes])
+
+  def test_releases_table_matches_the_blobs(self):
+    for name, release in assets.RELEASES.items():
+      self.assertLen(release.blobs, 4)
+      self.assertIn(f'data/checkpoints/{name}/model.ckpt.index',
+                    release.blobs)
+    self.assertIn(assets.RELEASES['rgb_scratch_kin600'].label_map,
+                  assets.RELEASE_BLOBS)
+
+  def test_streams_of(self):
+    self.assertEqual(assets.streams_of('joint'), ('rgb', 'flow'))
+    self.assertEqual(assets.streams_of('flow'), ('flow',))
+    with self.assertRaisesRegex(ValueError, "Unknown `streams` 'both'; valid "
+                                'values are: rgb, flow, joint'):
+      assets.streams_of('both')
+
+  def test_missing_message_names_no_flag(self):
+    message = assets.missing_message({'rgb checkpoint index': '/no/such'})
+    self.assertIn('  rgb checkpoint index: /no/such', message)
+    self.assertIn('outside the release layout', message)
+    self.assertNotIn('--', message)
+    self.assertIsNone(assets.missing_message({'here': __file__}))
+
   def test_release_files_rejects_unknown_checkpoint(self):
     with self.assertRaisesRegex(
         ValueError, r"checkpoint name must be one of .*'rgb_imagenet'.*, "

@@ -17,7 +17,7 @@ import testing
 import video
 
 
-class ClipLogitsTest(testing.TempDirMixin, tf.test.TestCase,
+class ClipLogitsTest(testing.FakeFlowMixin, testing.TempDirMixin, tf.test.TestCase,
                      parameterized.TestCase):
 
   @classmethod
@@ -29,16 +29,16 @@ class ClipLogitsTest(testing.TempDirMixin, tf.test.TestCase,
         os.path.join(cls.tmp, 'v.mp4'), 42, seed=1)
     cls.prefixes = {s: assets.checkpoint_prefix(cls.ckpt, f'{s}_imagenet')
                     for s in assets.STREAMS}
-    cls._patch = mock.patch.object(recipe, 'iter_flow', testing.fake_iter_flow)
-    cls._patch.start()
 
-  @classmethod
-  def tearDownClass(cls):
-    cls._patch.stop()
-    super().tearDownClass()
+  _cache = {}
 
   def predictors(self, chunk_frames):
-    return inference.load_predictors(self.prefixes, chunk_frames=chunk_frames)
+    """Fresh Predictors (a test may patch one) sharing cached models."""
+    if chunk_frames not in self._cache:
+      self._cache[chunk_frames] = inference.load_predictors(
+          self.prefixes, chunk_frames=chunk_frames)
+    return {s: inference.make_predictor(p.model, chunk_frames=chunk_frames)
+            for s, p in self._cache[chunk_frames].items()}
 
   def test_joint_decodes_the_file_once(self):
     opens, decoded, converted = [], [], []
@@ -72,10 +72,11 @@ class ClipLogitsTest(testing.TempDirMixin, tf.test.TestCase,
     whole = classification.clip_logits(self.predictors(64), self.video)
     self.assertFalse(whole.streamed)
     inputs = recipe.preprocess(self.video, workers=1)
+    whole_predictors = self.predictors(64)
     for stream in assets.STREAMS:
       self.assertAllClose(streamed.logits[stream], whole.logits[stream],
                           atol=1e-4, rtol=0)
-      expected = self.predictors(64)[stream].logits(inputs[stream])[0]
+      expected = whole_predictors[stream].logits(inputs[stream])[0]
       self.assertAllClose(whole.logits[stream], expected, atol=1e-5, rtol=0)
 
   def test_short_clip_is_looped(self):

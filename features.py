@@ -1,15 +1,11 @@
-"""Videos -> I3D inputs -> features, streamed in bounded memory.
+"""Per-window I3D features of many videos, resumable, in bounded memory.
 
-The shared pipeline of classify_video.py and extract_features.py:
+What extract_features.py runs:
 
-  * `find_videos`: what `--inputs` names (a folder, a glob, a file or a list
+  * `find_videos`: what `inputs` names (a folder, a glob, a file or a list
     file) -> videos, each with a unique output name.
-  * `Clip`: one video's model inputs frame by frame, by the published recipe
-    (video.py: 25 fps, shorter side 256, centre 224 crop, RGB in [-1, 1],
-    TV-L1 flow clipped to +-20 pixels and divided by 20).
-  * `stream_logits`: the logits of a whole video, evaluated convolutionally
-    in time as in the paper, in chunks (inference.Predictor.logits_stream).
-  * `window_starts` / `iter_windows`: fixed-length windows for features.
+  * `window_starts` / `iter_windows`: fixed-length windows of a recipe.Clip
+    (the published recipe, both streams from one decoding pass).
   * `Extractor`: windows -> batched features -> resumable .npy + .json
     outputs, with decoding and flow running in a background thread while the
     network runs.
@@ -42,16 +38,10 @@ that looks finished: a killed run leaves at most .npy files without a JSON
 (recomputed next time) or hidden `.*.tmp` files (ignored; safe to delete).
 Do not run two extractions into one output folder at the same time.
 
-Memory, independent of the video's length. `stream_logits` holds about
-2 x `chunk_frames` frames of model input (224 x 224 x C float32: 0.6 MB per
-RGB frame, 0.4 MB per flow frame), PREFETCH_FRAMES more queued, the
-decoder's and TV-L1's few frames of lookahead, and the network's activations
-for one chunk (a few MB per frame). Measured (RGB, CPU): a peak RSS of
-1.26 GB with chunk_frames=32 for an 8 s and for a 32 s clip alike, 1.9 GB at
-the default 128; about 1 GB of that is TensorFlow and the model.
-`Extractor` holds about (2 x batch_size + 2) windows of model input (RGB,
-window 64: 38.5 MB each) plus the activations of one batch (about 4 MB per
-frame: 1 GB for 4 windows of 64 frames), and the features.
+Memory, independent of the video's length: `Extractor` holds about
+(2 x batch_size + 2) windows of model input (RGB, window 64: 38.5 MB each)
+plus the activations of one batch (about 4 MB per frame: 1 GB for 4 windows
+of 64 frames), and the features.
 """
 
 from __future__ import annotations

@@ -143,7 +143,7 @@ class FindVideosTest(_TempDir):
       features.find_videos('@' + os.path.join(self.tmp, 'nope.txt'))
 
 
-class ExtractorTest(_TempDir):
+class ExtractorTest(testing.FakeFlowMixin, _TempDir):
   """Extraction on synthetic checkpoints, with the cheap stand-in flow."""
 
   @classmethod
@@ -164,13 +164,6 @@ class ExtractorTest(_TempDir):
                              seed=3),
     }
     cls.videos_dir = videos
-    cls._patch = mock.patch.object(recipe, 'iter_flow', testing.fake_iter_flow)
-    cls._patch.start()
-
-  @classmethod
-  def tearDownClass(cls):
-    cls._patch.stop()
-    super().tearDownClass()
 
   def extractor(self, streams=('rgb',), endpoint='Mixed_4f', window=16,
                 stride=16, batch_size=2) -> features.Extractor:

@@ -1,10 +1,10 @@
 r"""Turns a video file into I3D inputs like the release's sample arrays.
 
-Writes <out_dir>/<name>_rgb.npy, (1, T, 224, 224, 3) float32, and
-<out_dir>/<name>_flow.npy, (1, T, 224, 224, 2) float32, plus a GIF of each
+Writes <output_dir>/<name>_rgb.npy, (1, T, 224, 224, 3) float32, and
+<output_dir>/<name>_flow.npy, (1, T, 224, 224, 2) float32, plus a GIF of each
 (the release's convention), each atomically. See video.py for the recipe.
 
-  python preprocess_video.py --video=clip.mp4 --out_dir=out
+  python preprocess_video.py --video=clip.mp4 --output_dir=out
   python preprocess_video.py --video=clip.mp4 --streams=rgb --start=2 --end=7
 """
 

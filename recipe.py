@@ -169,33 +169,6 @@ def crop_at(x: np.ndarray, top: int, left: int,
   return x[..., top:top + size, left:left + size, :]
 
 
-def center_crop(frames: np.ndarray, size: int = CROP_SIZE) -> np.ndarray:
-  """Centre crop of [..., H, W, C] frames; see `center_crop_offsets`."""
-  height, width = _spatial_size(frames, 'frames')
-  top, left = center_crop_offsets(height, width, size)
-  return crop_at(frames, top, left, size)
-
-
-def random_crop(frames: np.ndarray, size: int = CROP_SIZE,
-                rng: RngLike = None) -> np.ndarray:
-  """One random crop, the same for every frame of [..., H, W, C].
-
-  To crop RGB and flow alike, draw once with `random_crop_offsets` and call
-  `crop_at` on each.
-
-  Args:
-    frames: [..., H, W, C].
-    size: Crop side.
-    rng: A numpy Generator, an integer seed, or None for fresh entropy.
-
-  Returns:
-    [..., size, size, C], a view of `frames`.
-  """
-  height, width = _spatial_size(frames, 'frames')
-  top, left = random_crop_offsets(height, width, size, rng)
-  return crop_at(frames, top, left, size)
-
-
 def flip_left_right(x: np.ndarray) -> np.ndarray:
   """Mirrors [..., H, W, C] frames; for flow (C == 2) negates channel 0.
 

@@ -11,12 +11,14 @@ import os
 import shutil
 import tempfile
 from typing import Iterable, Iterator, Optional, Sequence
+from unittest import mock
 
 import cv2
 import numpy as np
 
 import assets
 import checkpoints
+import recipe
 import synthetic_videos
 
 # (codec, pixel format, codec options, lossless?) per container extension.
@@ -190,3 +192,18 @@ def fake_iter_flow(frames: Iterable[np.ndarray], workers=None,
   if previous is not None:
     yield (last if last is not None
            else np.zeros(previous.shape + (2,), np.float32)).copy()
+
+
+class FakeFlowMixin:
+  """Replaces recipe.iter_flow by `fake_iter_flow` for a whole test class."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls._fake_flow = mock.patch.object(recipe, 'iter_flow', fake_iter_flow)
+    cls._fake_flow.start()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls._fake_flow.stop()
+    super().tearDownClass()

@@ -298,7 +298,8 @@ class ColourAndGeometryTest(testing.TempDirMixin, parameterized.TestCase):
                        [image] * 2, rate=25)
     frames, _ = video.load_frames(path)
     self.assertEqual(frames.shape[1:3], (341, 256) if portrait else (256, 341))
-    crop = recipe.center_crop(frames)
+    crop = recipe.crop_at(
+        frames, *recipe.center_crop_offsets(*frames.shape[1:3]))
     self.assertEqual(crop.shape, (2, 224, 224, 3))
     # Bar edges at 85.33, 170.67, 256 in the resized frame; the crop starts
     # at (341 - 224) // 2 = 58, so in the crop at 27.33, 112.67 and 198.
@@ -322,7 +323,8 @@ class ColourAndGeometryTest(testing.TempDirMixin, parameterized.TestCase):
     self.assertEqual(recipe.center_crop_offsets(height, width), expected)
     rows, cols = np.mgrid[:height, :width]
     frames = np.stack([rows, cols, rows * 0], axis=-1)[np.newaxis]
-    crop = recipe.center_crop(frames)
+    crop = recipe.crop_at(
+        frames, *recipe.center_crop_offsets(*frames.shape[1:3]))
     self.assertEqual(tuple(crop[0, 0, 0, :2]), expected)
     self.assertEqual(crop.shape, (1, 224, 224, 3))
 
@@ -330,13 +332,15 @@ class ColourAndGeometryTest(testing.TempDirMixin, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError,
                                 r'Crop `size`=224 does not fit frames of '
                                 r'200x300'):
-      recipe.center_crop(np.zeros((1, 200, 300, 3), np.uint8))
+      recipe.center_crop_offsets(200, 300)
 
   def test_random_crop_is_seeded_and_in_range(self):
     rows, cols = np.mgrid[:256, :341]
     frames = np.stack([rows, cols, rows * 0], axis=-1)[np.newaxis]
-    first = recipe.random_crop(frames, 224, rng=np.random.default_rng(3))
-    again = recipe.random_crop(frames, 224, rng=3)
+    first = recipe.crop_at(frames, *recipe.random_crop_offsets(
+        256, 341, 224, rng=np.random.default_rng(3)))
+    again = recipe.crop_at(frames, *recipe.random_crop_offsets(
+        256, 341, 224, rng=3))
     np.testing.assert_array_equal(first, again)
     offsets = {recipe.random_crop_offsets(256, 341, 224, rng)
                for rng in range(40)}
