@@ -33,11 +33,12 @@ chunk (a few MB per frame). Measured on CPU (rgb): peak RSS 1.26 GB with
 --chunk_frames=32 for an 8 s and a 32 s clip alike, 1.9 GB at the default
 128, of which about 1 GB is TensorFlow and the model.
 
-The result equals one whole-clip pass (video.preprocess, then the model on
-all frames) to float32 round-off, 1e-4, the guarantee of inference.py. A clip
-that fits in one chunk runs in one pass. A longer one is first counted in
-an extra decoding pass (no resizing, no flow), because the network's stride
-grid depends on the clip's length (T mod 4); so no frame is dropped.
+The result equals one whole-clip pass (recipe.preprocess, then the model on
+all frames) to float32 round-off, 1e-4, the guarantee of streaming.py. A
+clip that fits in one chunk runs in one pass. A longer one is first counted
+from its timestamps (video.count_frames: no frame converted or resized),
+because the network's stride grid depends on the clip's length (T mod 4); so
+no frame is dropped. The video is decoded once, whatever the streams.
 """
 
 from __future__ import annotations

@@ -412,7 +412,7 @@ class Extractor:
 
   Usage:
 
-    predictors = features.load_predictors({'rgb': prefix}, 'Mixed_5c')
+    predictors = inference.load_predictors({'rgb': prefix}, 'Mixed_5c')
     extractor = features.Extractor(predictors, {'rgb': prefix})
     summary = extractor.run(features.find_videos('clips/'), 'out/feats')
   """
