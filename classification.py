@@ -24,22 +24,17 @@ chunk_frames=32 for an 8 s and for a 32 s clip alike, 1.9 GB at the default
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
 import dataclasses
 import itertools
 import os
 import queue
 import threading
-from typing import (
-  Any,
-  Callable,
-  Dict,
-  Iterable,
-  Iterator,
-  List,
-  Mapping,
-  Optional,
-  Sequence,
-)
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import tqdm
