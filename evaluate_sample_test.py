@@ -198,8 +198,8 @@ class CommandLineTest(tf.test.TestCase):
     self.assertEqual(result.returncode, 1)
     self.assertIn(f'flow sample: {self.tmp}/nope.npy', result.stderr)
     self.assertIn('--flow_sample', result.stderr)
-    self.assertTrue(result.stderr.startswith('evaluate_sample: error: '),
-                    result.stderr)
+    self.assertRegex(result.stderr,
+                     '(?m)^evaluate_sample: error: Missing input files:')
     self.assertNotIn('Traceback', result.stderr)
 
   def test_corrupt_checkpoint_is_one_clear_error(self):
