@@ -28,14 +28,14 @@ import http.client
 import os
 import sys
 from typing import (
-  BinaryIO,
-  Callable,
-  Dict,
-  List,
-  Mapping,
-  Optional,
-  Sequence,
-  Tuple,
+    BinaryIO,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
 )
 import urllib.error
 import urllib.parse
@@ -48,7 +48,8 @@ import fileio
 
 RELEASE_REPO_URL = 'https://github.com/google-deepmind/kinetics-i3d'
 DEFAULT_BASE_URL = (
-    'https://raw.githubusercontent.com/google-deepmind/kinetics-i3d/master/')
+    'https://raw.githubusercontent.com/google-deepmind/kinetics-i3d/master/'
+)
 
 # The folder holding this file, fetch_assets.py and (once fetched) data/.
 REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -57,56 +58,32 @@ REPO_ROOT = os.path.dirname(os.path.abspath(__file__))
 # the master branch of RELEASE_REPO_URL. out/*.txt are the release's golden
 # outputs; this project commits them, so they are listed but never fetched.
 RELEASE_BLOBS: Dict[str, str] = {
-    'data/checkpoints/flow_imagenet/checkpoint':
-        'b1d98a470052b65ddfb29656d5b1b8dff29b169e',
-    'data/checkpoints/flow_imagenet/model.ckpt.data-00000-of-00001':
-        'bf56831f663abc3de0d35f193030b73a3df7fb61',
-    'data/checkpoints/flow_imagenet/model.ckpt.index':
-        '8217f9450d851d24782aaf1af01c5c3b35b81a35',
-    'data/checkpoints/flow_imagenet/model.ckpt.meta':
-        '084e3ed7a9e7efc559ccee773097c71be7196780',
-    'data/checkpoints/flow_scratch/checkpoint':
-        '4441936dd6ed920127c129e15b311959c1e9f8c6',
-    'data/checkpoints/flow_scratch/model.ckpt.data-00000-of-00001':
-        '1d6a0b68f32544af11111342857e47e30d13afa9',
-    'data/checkpoints/flow_scratch/model.ckpt.index':
-        '193bc425100f3978c793da66bd9eb54baea8dc6a',
-    'data/checkpoints/flow_scratch/model.ckpt.meta':
-        'fa8d81c913ef531e8007a292db2e4969033e7cf9',
-    'data/checkpoints/rgb_imagenet/checkpoint':
-        '4ca69b22d0b129450e6fd8532e297795daa08ae1',
-    'data/checkpoints/rgb_imagenet/model.ckpt.data-00000-of-00001':
-        '2958652e0c9c48a65010c0ebda5c9cfd4edc7c18',
-    'data/checkpoints/rgb_imagenet/model.ckpt.index':
-        '5ab1058b8f4f89a896c01f67c0a4c96a31548af7',
-    'data/checkpoints/rgb_imagenet/model.ckpt.meta':
-        '5959445a7c2adf3ea0968e22612085a5c4bce4d2',
-    'data/checkpoints/rgb_scratch/checkpoint':
-        'd0c807cae5dd117942f2673f28503c5ebfd431b7',
-    'data/checkpoints/rgb_scratch/model.ckpt.data-00000-of-00001':
-        'fa7df95674dbf3579e7fccd954e51e706b4734c1',
-    'data/checkpoints/rgb_scratch/model.ckpt.index':
-        '84dd4518e982d9ca6ce1ff02e95fca2e8cbb1f73',
-    'data/checkpoints/rgb_scratch/model.ckpt.meta':
-        '41ff43137ea26b1f26853429e7458e3519e071a9',
-    'data/checkpoints/rgb_scratch_kin600/checkpoint':
-        'febd7d546081c498d644978b31e8c836a8931736',
-    'data/checkpoints/rgb_scratch_kin600/model.ckpt.data-00000-of-00001':
-        '6392a74c3180e706cabada39d8f40a50a48642e5',
-    'data/checkpoints/rgb_scratch_kin600/model.ckpt.index':
-        'd378d8f01215fe92a29cd170f040c284070e9cd5',
-    'data/checkpoints/rgb_scratch_kin600/model.ckpt.meta':
-        'a2d73a13a94a9470b5e5949cbf7d244469e31a5b',
+    'data/checkpoints/flow_imagenet/checkpoint': 'b1d98a470052b65ddfb29656d5b1b8dff29b169e',
+    'data/checkpoints/flow_imagenet/model.ckpt.data-00000-of-00001': 'bf56831f663abc3de0d35f193030b73a3df7fb61',
+    'data/checkpoints/flow_imagenet/model.ckpt.index': '8217f9450d851d24782aaf1af01c5c3b35b81a35',
+    'data/checkpoints/flow_imagenet/model.ckpt.meta': '084e3ed7a9e7efc559ccee773097c71be7196780',
+    'data/checkpoints/flow_scratch/checkpoint': '4441936dd6ed920127c129e15b311959c1e9f8c6',
+    'data/checkpoints/flow_scratch/model.ckpt.data-00000-of-00001': '1d6a0b68f32544af11111342857e47e30d13afa9',
+    'data/checkpoints/flow_scratch/model.ckpt.index': '193bc425100f3978c793da66bd9eb54baea8dc6a',
+    'data/checkpoints/flow_scratch/model.ckpt.meta': 'fa8d81c913ef531e8007a292db2e4969033e7cf9',
+    'data/checkpoints/rgb_imagenet/checkpoint': '4ca69b22d0b129450e6fd8532e297795daa08ae1',
+    'data/checkpoints/rgb_imagenet/model.ckpt.data-00000-of-00001': '2958652e0c9c48a65010c0ebda5c9cfd4edc7c18',
+    'data/checkpoints/rgb_imagenet/model.ckpt.index': '5ab1058b8f4f89a896c01f67c0a4c96a31548af7',
+    'data/checkpoints/rgb_imagenet/model.ckpt.meta': '5959445a7c2adf3ea0968e22612085a5c4bce4d2',
+    'data/checkpoints/rgb_scratch/checkpoint': 'd0c807cae5dd117942f2673f28503c5ebfd431b7',
+    'data/checkpoints/rgb_scratch/model.ckpt.data-00000-of-00001': 'fa7df95674dbf3579e7fccd954e51e706b4734c1',
+    'data/checkpoints/rgb_scratch/model.ckpt.index': '84dd4518e982d9ca6ce1ff02e95fca2e8cbb1f73',
+    'data/checkpoints/rgb_scratch/model.ckpt.meta': '41ff43137ea26b1f26853429e7458e3519e071a9',
+    'data/checkpoints/rgb_scratch_kin600/checkpoint': 'febd7d546081c498d644978b31e8c836a8931736',
+    'data/checkpoints/rgb_scratch_kin600/model.ckpt.data-00000-of-00001': '6392a74c3180e706cabada39d8f40a50a48642e5',
+    'data/checkpoints/rgb_scratch_kin600/model.ckpt.index': 'd378d8f01215fe92a29cd170f040c284070e9cd5',
+    'data/checkpoints/rgb_scratch_kin600/model.ckpt.meta': 'a2d73a13a94a9470b5e5949cbf7d244469e31a5b',
     'data/label_map.txt': 'cdaafcb1415eee46483561e78cb4747cce76a933',
     'data/label_map_600.txt': '639e9c91fa8a941ea57942872fae55628d590b42',
-    'data/v_CricketShot_g04_c01_flow.gif':
-        'c69232fcf20b007564f53df20371e55f38882bb9',
-    'data/v_CricketShot_g04_c01_flow.npy':
-        'ee00e78e6f380caa5463de878d7c85ad7a01e668',
-    'data/v_CricketShot_g04_c01_rgb.gif':
-        '688ca2fe1a32cdb111f57b6bafc9068095dc3bbd',
-    'data/v_CricketShot_g04_c01_rgb.npy':
-        'd756c5020a6e0fb56a99b210e32f5865da712bba',
+    'data/v_CricketShot_g04_c01_flow.gif': 'c69232fcf20b007564f53df20371e55f38882bb9',
+    'data/v_CricketShot_g04_c01_flow.npy': 'ee00e78e6f380caa5463de878d7c85ad7a01e668',
+    'data/v_CricketShot_g04_c01_rgb.gif': '688ca2fe1a32cdb111f57b6bafc9068095dc3bbd',
+    'data/v_CricketShot_g04_c01_rgb.npy': 'd756c5020a6e0fb56a99b210e32f5865da712bba',
     'out/imagenet_flow.txt': 'b9d8fa609734fb4548d8fe14c56833e0479ccdd7',
     'out/imagenet_joint.txt': '81297d85aec86d6b126e37f52b5779fb671fcbf9',
     'out/imagenet_rgb.txt': '69af33e30c2a69faffad6475a041fe44f7a92f10',
@@ -124,13 +101,19 @@ STREAM_CHOICES = ('rgb', 'flow', 'joint')
 
 # What each --eval_type evaluates: its streams and its classes.
 EVAL_TYPES = ('rgb', 'rgb600', 'flow', 'joint')
-_EVAL_STREAMS = {'rgb': ('rgb',), 'rgb600': ('rgb',), 'flow': ('flow',),
-                 'joint': STREAMS}
+_EVAL_STREAMS = {
+    'rgb': ('rgb',),
+    'rgb600': ('rgb',),
+    'flow': ('flow',),
+    'joint': STREAMS,
+}
 _EVAL_CLASSES = {'rgb': 400, 'rgb600': 600, 'flow': 400, 'joint': 400}
 
 # The label map of each class count.
-LABEL_MAP_FILES: Dict[int, str] = {400: 'data/label_map.txt',
-                                   600: 'data/label_map_600.txt'}
+LABEL_MAP_FILES: Dict[int, str] = {
+    400: 'data/label_map.txt',
+    600: 'data/label_map_600.txt',
+}
 LABEL_MAPS = tuple(LABEL_MAP_FILES.values())
 
 
@@ -146,6 +129,7 @@ class Release:
     imagenet_pretrained: Whether its 2D ImageNet weights were inflated before
       training on Kinetics (else trained from scratch).
   """
+
   name: str
   layout: str
   stream: str
@@ -165,13 +149,16 @@ class Release:
 
 
 # The five released checkpoints.
-RELEASES: Dict[str, Release] = {r.name: r for r in (
-    Release('rgb_imagenet', 'rgb', 'rgb', 400, True),
-    Release('flow_imagenet', 'flow', 'flow', 400, True),
-    Release('rgb_scratch', 'rgb', 'rgb', 400, False),
-    Release('flow_scratch', 'flow', 'flow', 400, False),
-    Release('rgb_scratch_kin600', 'kinetics600', 'rgb', 600, False),
-)}
+RELEASES: Dict[str, Release] = {
+    r.name: r
+    for r in (
+        Release('rgb_imagenet', 'rgb', 'rgb', 400, True),
+        Release('flow_imagenet', 'flow', 'flow', 400, True),
+        Release('rgb_scratch', 'rgb', 'rgb', 400, False),
+        Release('flow_scratch', 'flow', 'flow', 400, False),
+        Release('rgb_scratch_kin600', 'kinetics600', 'rgb', 600, False),
+    )
+}
 CHECKPOINT_NAMES = tuple(RELEASES)
 
 # What restoring a checkpoint needs, and what it does not: the graph def
@@ -207,6 +194,7 @@ class FetchReport:
     verified: Present and verified already; left untouched.
     failed: Path -> why it could not be fetched or verified.
   """
+
   downloaded: List[str] = dataclasses.field(default_factory=list)
   replaced: List[str] = dataclasses.field(default_factory=list)
   verified: List[str] = dataclasses.field(default_factory=list)
@@ -218,10 +206,12 @@ class FetchReport:
 
   def summary(self) -> str:
     """One line per outcome, e.g. '2 downloaded, 1 already verified...'."""
-    return (f'{len(self.downloaded)} downloaded, '
-            f'{len(self.replaced)} replaced (failed verification before), '
-            f'{len(self.verified)} already verified, '
-            f'{len(self.failed)} failed.')
+    return (
+        f'{len(self.downloaded)} downloaded, '
+        f'{len(self.replaced)} replaced (failed verification before), '
+        f'{len(self.verified)} already verified, '
+        f'{len(self.failed)} failed.'
+    )
 
 
 def checkpoint_files(name: str, extras: bool = False) -> List[str]:
@@ -239,8 +229,9 @@ def checkpoint_files(name: str, extras: bool = False) -> List[str]:
     ValueError: `name` is not a release checkpoint.
   """
   if name not in CHECKPOINT_NAMES:
-    raise ValueError(f'checkpoint name must be one of {CHECKPOINT_NAMES}, '
-                     f'got {name!r}.')
+    raise ValueError(
+        f'checkpoint name must be one of {CHECKPOINT_NAMES}, ' f'got {name!r}.'
+    )
   names = CHECKPOINT_FILES + (CHECKPOINT_EXTRA_FILES if extras else ())
   return [f'data/checkpoints/{name}/{f}' for f in names]
 
@@ -264,9 +255,11 @@ def sample_files(stream: str, gif: bool = False) -> List[str]:
   return [f'data/v_CricketShot_g04_c01_{stream}.{ext}' for ext in exts]
 
 
-def release_files(checkpoints: Sequence[str] = CHECKPOINT_NAMES,
-                  samples: Sequence[str] = STREAMS,
-                  extras: bool = False) -> List[str]:
+def release_files(
+    checkpoints: Sequence[str] = CHECKPOINT_NAMES,
+    samples: Sequence[str] = STREAMS,
+    extras: bool = False,
+) -> List[str]:
   """A selection of release files; the defaults are what evaluation needs.
 
   Args:
@@ -290,8 +283,9 @@ def release_files(checkpoints: Sequence[str] = CHECKPOINT_NAMES,
   return sorted(paths)
 
 
-def checkpoint_names(eval_type: str,
-                     imagenet_pretrained: bool) -> Dict[str, str]:
+def checkpoint_names(
+    eval_type: str, imagenet_pretrained: bool
+) -> Dict[str, str]:
   """Which release checkpoint each stream of `eval_type` uses.
 
   Args:
@@ -310,11 +304,15 @@ def checkpoint_names(eval_type: str,
   """
   if eval_type not in EVAL_TYPES:
     raise ValueError(
-        f'eval_type must be one of {EVAL_TYPES}, got {eval_type!r}.')
+        f'eval_type must be one of {EVAL_TYPES}, got {eval_type!r}.'
+    )
   names = {}
   for stream in _EVAL_STREAMS[eval_type]:
-    fits = [r for r in RELEASES.values() if r.stream == stream and
-            r.num_classes == _EVAL_CLASSES[eval_type]]
+    fits = [
+        r
+        for r in RELEASES.values()
+        if r.stream == stream and r.num_classes == _EVAL_CLASSES[eval_type]
+    ]
     # The wanted pretraining if the release has it, else the one there is.
     fits.sort(key=lambda r: r.imagenet_pretrained != imagenet_pretrained)
     names[stream] = fits[0].name
@@ -324,8 +322,10 @@ def checkpoint_names(eval_type: str,
 def streams_of(streams: str) -> Tuple[str, ...]:
   """The streams of a STREAM_CHOICES value: ('rgb',), ('flow',) or both."""
   if streams not in STREAM_CHOICES:
-    raise ValueError(f'Unknown `streams` {streams!r}; valid values are: '
-                     f'{", ".join(STREAM_CHOICES)}.')
+    raise ValueError(
+        f'Unknown `streams` {streams!r}; valid values are: '
+        f'{", ".join(STREAM_CHOICES)}.'
+    )
   return _EVAL_STREAMS[streams]
 
 
@@ -352,6 +352,7 @@ class Resolved:
     label_map: The release path of the label map (relative to the root).
     num_classes: The models' classes.
   """
+
   eval_type: str
   imagenet_pretrained: bool
   checkpoints: Dict[str, str]
@@ -364,8 +365,9 @@ class Resolved:
     return tuple(self.checkpoints)
 
 
-def resolve(eval_type: str, imagenet_pretrained: bool,
-            checkpoint_dir: str) -> Resolved:
+def resolve(
+    eval_type: str, imagenet_pretrained: bool, checkpoint_dir: str
+) -> Resolved:
   """The checkpoints and label map of an evaluation, one rule for every tool.
 
   Args:
@@ -382,16 +384,22 @@ def resolve(eval_type: str, imagenet_pretrained: bool,
   names = checkpoint_names(eval_type, imagenet_pretrained)
   used = all(RELEASES[n].imagenet_pretrained for n in names.values())
   if imagenet_pretrained and not used:
-    logging.info('%s: the release has no ImageNet-pretrained checkpoint for '
-                 'it; using %s.', eval_type, ', '.join(names.values()))
+    logging.info(
+        '%s: the release has no ImageNet-pretrained checkpoint for '
+        'it; using %s.',
+        eval_type,
+        ', '.join(names.values()),
+    )
   return Resolved(
       eval_type=eval_type,
       imagenet_pretrained=used,
       checkpoints=names,
-      prefixes={s: checkpoint_prefix(checkpoint_dir, n)
-                for s, n in names.items()},
+      prefixes={
+          s: checkpoint_prefix(checkpoint_dir, n) for s, n in names.items()
+      },
       label_map=label_map_for(eval_type),
-      num_classes=_EVAL_CLASSES[eval_type])
+      num_classes=_EVAL_CLASSES[eval_type],
+  )
 
 
 def restore_files(prefixes: Mapping[str, str]) -> Dict[str, str]:
@@ -419,14 +427,16 @@ def missing_message(needed: Mapping[str, str]) -> Optional[str]:
     return None
   lines = ['Missing input files:']
   lines += [f'  {what}: {p}' for what, p in missing.items()]
-  release = [os.path.relpath(os.path.abspath(p), REPO_ROOT)
-             for p in missing.values()]
+  release = [
+      os.path.relpath(os.path.abspath(p), REPO_ROOT) for p in missing.values()
+  ]
   release = [p for p in release if p in RELEASE_BLOBS]
   if release:
     lines.append(fetch_hint(release, root=REPO_ROOT))
   if len(release) < len(missing):
-    lines.append('Files outside the release layout must be given by their '
-                 'paths.')
+    lines.append(
+        'Files outside the release layout must be given by their ' 'paths.'
+    )
   return '\n'.join(lines)
 
 
@@ -484,9 +494,9 @@ def missing(paths: Sequence[str], root: str = '.') -> List[str]:
   return [p for p in paths if not os.path.isfile(os.path.join(root, p))]
 
 
-def fetch_hint(paths: Sequence[str],
-               root: str = '.',
-               base_url: str = DEFAULT_BASE_URL) -> str:
+def fetch_hint(
+    paths: Sequence[str], root: str = '.', base_url: str = DEFAULT_BASE_URL
+) -> str:
   """Tells a person how to get the given release files in place.
 
   Args:
@@ -501,14 +511,15 @@ def fetch_hint(paths: Sequence[str],
   select = _fetch_flags(paths, root)
   mirror = [] if base_url == DEFAULT_BASE_URL else [f'--base_url={base_url}']
   command = ' '.join([f'python {_script_path()}'] + select + mirror)
-  from_clone = ' '.join([f'python {_script_path()}'] + select +
-                        ['--source_dir=<the clone>'])
+  from_clone = ' '.join(
+      [f'python {_script_path()}'] + select + ['--source_dir=<the clone>']
+  )
   lines = [
       f'To get the {len(paths)} I3D release file(s) listed below, either:',
       f'  * run: {command}',
       f'  * or clone {RELEASE_REPO_URL} (plain git, no LFS) and run:',
       f'      {from_clone}',
-      f'    (or copy the clone\'s data/ folder to '
+      f"    (or copy the clone's data/ folder to "
       f'{os.path.join(root, "data")})',
       '  * or download each file and put it at the path shown:',
   ]
@@ -518,13 +529,15 @@ def fetch_hint(paths: Sequence[str],
   return '\n'.join(lines)
 
 
-def fetch(paths: Optional[Sequence[str]] = None,
-          dest_root: str = '.',
-          base_url: str = DEFAULT_BASE_URL,
-          source_dir: Optional[str] = None,
-          progress: bool = True,
-          blobs: Optional[Mapping[str, str]] = None,
-          timeout_s: float = 60.0) -> FetchReport:
+def fetch(
+    paths: Optional[Sequence[str]] = None,
+    dest_root: str = '.',
+    base_url: str = DEFAULT_BASE_URL,
+    source_dir: Optional[str] = None,
+    progress: bool = True,
+    blobs: Optional[Mapping[str, str]] = None,
+    timeout_s: float = 60.0,
+) -> FetchReport:
   """Fetches and verifies release files, skipping those already in place.
 
   Each file is written to a temporary file beside its destination, checked
@@ -555,14 +568,17 @@ def fetch(paths: Optional[Sequence[str]] = None,
   paths = release_files() if paths is None else list(paths)
   unknown = [p for p in paths if p not in blobs]
   if unknown:
-    raise ValueError(f'paths must be release files, one of {sorted(blobs)}; '
-                     f'got unknown {unknown}.')
+    raise ValueError(
+        f'paths must be release files, one of {sorted(blobs)}; '
+        f'got unknown {unknown}.'
+    )
   if source_dir is not None:
     open_source = functools.partial(_open_file, source_dir)
     source = source_dir
   else:
-    open_source = functools.partial(_open_url, urllib.request.build_opener(),
-                                    base_url, timeout_s=timeout_s)
+    open_source = functools.partial(
+        _open_url, urllib.request.build_opener(), base_url, timeout_s=timeout_s
+    )
     source = base_url
 
   report = FetchReport()
@@ -578,8 +594,9 @@ def fetch(paths: Optional[Sequence[str]] = None,
       report.failed[path] = 'not tried, the source is unreachable'
       continue
     if was_present:
-      logging.warning('%s is present but fails verification; fetching it '
-                      'again.', dest)
+      logging.warning(
+          '%s is present but fails verification; fetching it ' 'again.', dest
+      )
     try:
       _fetch_one(open_source, path, dest, blobs[path], progress)
     except _Unreachable as e:
@@ -592,9 +609,12 @@ def fetch(paths: Optional[Sequence[str]] = None,
     (report.replaced if was_present else report.downloaded).append(path)
 
   if report.failed:
-    raise AssetError(_failure_message(report, paths, source, dest_root,
-                                      base_url, source_dir is not None),
-                     report=report)
+    raise AssetError(
+        _failure_message(
+            report, paths, source, dest_root, base_url, source_dir is not None
+        ),
+        report=report,
+    )
   return report
 
 
@@ -616,12 +636,17 @@ def _url(base_url: str, path: str) -> str:
   return base_url.rstrip('/') + '/' + urllib.parse.quote(path)
 
 
-def _open_url(opener: urllib.request.OpenerDirector, base_url: str,
-              path: str, timeout_s: float) -> tuple[BinaryIO, Optional[int]]:
+def _open_url(
+    opener: urllib.request.OpenerDirector,
+    base_url: str,
+    path: str,
+    timeout_s: float,
+) -> tuple[BinaryIO, Optional[int]]:
   """Opens a release file's URL; returns the stream and its Content-Length."""
   url = _url(base_url, path)
   request = urllib.request.Request(
-      url, headers={'User-Agent': 'kinetics-i3d-tf2-fetch_assets'})
+      url, headers={'User-Agent': 'kinetics-i3d-tf2-fetch_assets'}
+  )
   try:
     response = opener.open(request, timeout=timeout_s)
   except urllib.error.HTTPError as e:
@@ -629,7 +654,7 @@ def _open_url(opener: urllib.request.OpenerDirector, base_url: str,
   except urllib.error.URLError as e:
     reason = e.reason
     if isinstance(reason, OSError) and reason.errno == errno.ENOENT:
-      raise _Failed(f'not found: {url}') from e   # file:// mirror.
+      raise _Failed(f'not found: {url}') from e  # file:// mirror.
     raise _Unreachable(f'cannot reach {url}: {reason}') from e
   except (TimeoutError, ConnectionError, http.client.HTTPException) as e:
     raise _Unreachable(f'cannot reach {url}: {e or type(e).__name__}') from e
@@ -647,8 +672,13 @@ def _open_file(source_dir: str, path: str) -> tuple[BinaryIO, Optional[int]]:
   return f, os.fstat(f.fileno()).st_size
 
 
-def _fetch_one(open_source: Callable[[str], tuple[BinaryIO, Optional[int]]],
-               path: str, dest: str, blob_id: str, progress: bool) -> None:
+def _fetch_one(
+    open_source: Callable[[str], tuple[BinaryIO, Optional[int]]],
+    path: str,
+    dest: str,
+    blob_id: str,
+    progress: bool,
+) -> None:
   """Copies one file to a temporary file, verifies it and moves it to dest."""
   os.makedirs(os.path.dirname(dest) or '.', exist_ok=True)
   stream, size = open_source(path)
@@ -658,13 +688,19 @@ def _fetch_one(open_source: Callable[[str], tuple[BinaryIO, Optional[int]]],
     if got is None:  # No size known up front: hash what was written.
       got = git_blob_id(temp)
     if got != blob_id:
-      raise _Failed(f'fetched file fails verification: git blob id {got}, '
-                    f'expected {blob_id}')
+      raise _Failed(
+          f'fetched file fails verification: git blob id {got}, '
+          f'expected {blob_id}'
+      )
   logging.info('Fetched and verified: %s', dest)
 
 
-def _copy_and_hash(src: BinaryIO, dst: BinaryIO, size: Optional[int],
-                   on_chunk: Callable[[int], object]) -> Optional[str]:
+def _copy_and_hash(
+    src: BinaryIO,
+    dst: BinaryIO,
+    size: Optional[int],
+    on_chunk: Callable[[int], object],
+) -> Optional[str]:
   """Copies src to dst; hashes on the way if the size is known up front.
 
   Args:
@@ -694,9 +730,16 @@ def _copy_and_hash(src: BinaryIO, dst: BinaryIO, size: Optional[int],
 
 def _progress_bar(path: str, size: Optional[int], progress: bool) -> tqdm.tqdm:
   show = progress and (size is None or size >= _PROGRESS_MIN_BYTES)
-  return tqdm.tqdm(total=size, desc=path, unit='B', unit_scale=True,
-                   unit_divisor=1024, disable=not show, file=sys.stderr,
-                   leave=True)
+  return tqdm.tqdm(
+      total=size,
+      desc=path,
+      unit='B',
+      unit_scale=True,
+      unit_divisor=1024,
+      disable=not show,
+      file=sys.stderr,
+      leave=True,
+  )
 
 
 def _script_path() -> str:
@@ -708,12 +751,18 @@ def _script_path() -> str:
 
 def _fetch_flags(paths: Sequence[str], root: str) -> List[str]:
   """fetch_assets.py flags that fetch (a superset of) `paths` under root."""
-  checkpoints = [n for n in CHECKPOINT_NAMES
-                 if any(p.startswith(f'data/checkpoints/{n}/') for p in paths)]
-  samples = [s for s in STREAMS
-             if any(p in paths for p in sample_files(s, gif=True))]
-  flags = [f'--checkpoints={",".join(checkpoints)}',
-           f'--samples={",".join(samples)}']
+  checkpoints = [
+      n
+      for n in CHECKPOINT_NAMES
+      if any(p.startswith(f'data/checkpoints/{n}/') for p in paths)
+  ]
+  samples = [
+      s for s in STREAMS if any(p in paths for p in sample_files(s, gif=True))
+  ]
+  flags = [
+      f'--checkpoints={",".join(checkpoints)}',
+      f'--samples={",".join(samples)}',
+  ]
   if any(p not in release_files() for p in paths):
     flags.append('--all')
   if os.path.abspath(root) != REPO_ROOT:
@@ -721,14 +770,24 @@ def _fetch_flags(paths: Sequence[str], root: str) -> List[str]:
   return flags
 
 
-def _failure_message(report: FetchReport, paths: Sequence[str], source: str,
-                     dest_root: str, base_url: str, from_dir: bool) -> str:
+def _failure_message(
+    report: FetchReport,
+    paths: Sequence[str],
+    source: str,
+    dest_root: str,
+    base_url: str,
+    from_dir: bool,
+) -> str:
   failed = list(report.failed)
-  lines = [f'Could not fetch {len(failed)} of {len(paths)} I3D release '
-           f'file(s) from {"folder " if from_dir else ""}{source}:']
+  lines = [
+      f'Could not fetch {len(failed)} of {len(paths)} I3D release '
+      f'file(s) from {"folder " if from_dir else ""}{source}:'
+  ]
   lines += [f'  {p}: {why}' for p, why in report.failed.items()]
   if from_dir:
-    lines.append(f'(The source folder must be the root of a clone of '
-                 f'{RELEASE_REPO_URL}, the folder holding data/.)')
+    lines.append(
+        f'(The source folder must be the root of a clone of '
+        f'{RELEASE_REPO_URL}, the folder holding data/.)'
+    )
   lines.append(fetch_hint(failed, root=dest_root, base_url=base_url))
   return '\n'.join(lines)

@@ -42,8 +42,12 @@ def _no_proxy_env() -> Dict[str, str]:
 
 
 def _temp_files(root: str) -> list:
-  return [os.path.join(d, f) for d, _, files in os.walk(root) for f in files
-          if f.endswith(fileio.TEMP_SUFFIX)]
+  return [
+      os.path.join(d, f)
+      for d, _, files in os.walk(root)
+      for f in files
+      if f.endswith(fileio.TEMP_SUFFIX)
+  ]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -90,17 +94,22 @@ class AssetsTest(parameterized.TestCase):
 
   def _fetch(self, paths, **kwargs):
     kwargs.setdefault('base_url', self.src_url)
-    return assets.fetch(paths, dest_root=self.dest, progress=False,
-                        blobs=self.blobs, **kwargs)
+    return assets.fetch(
+        paths, dest_root=self.dest, progress=False, blobs=self.blobs, **kwargs
+    )
 
   def _assert_fetched(self, paths):
     for path in paths:
-      self.assertEqual(pathlib.Path(self.dest, path).read_bytes(),
-                       pathlib.Path(self.src, path).read_bytes(), path)
+      self.assertEqual(
+          pathlib.Path(self.dest, path).read_bytes(),
+          pathlib.Path(self.src, path).read_bytes(),
+          path,
+      )
 
   def _serve(self, send_length: bool) -> str:
-    handler = functools.partial(_Handler, root=self.src,
-                                send_length=send_length)
+    handler = functools.partial(
+        _Handler, root=self.src, send_length=send_length
+    )
     server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -121,8 +130,9 @@ class AssetsTest(parameterized.TestCase):
     path = os.path.join(self.tmp, 'binary')
     # More than one read chunk, with NUL bytes and no trailing newline.
     pathlib.Path(path).write_bytes(bytes(range(256)) * 5000 + b'\0end')
-    expected = subprocess.run([git, 'hash-object', path], check=True,
-                              capture_output=True, text=True).stdout.strip()
+    expected = subprocess.run(
+        [git, 'hash-object', path], check=True, capture_output=True, text=True
+    ).stdout.strip()
     self.assertEqual(assets.git_blob_id(path), expected)
 
   def test_release_blobs_has_every_release_file(self):
@@ -134,7 +144,8 @@ class AssetsTest(parameterized.TestCase):
     self.assertContainsSubset(everything, assets.RELEASE_BLOBS)
     self.assertEqual(
         set(assets.RELEASE_BLOBS) - set(everything),
-        {p for p in assets.RELEASE_BLOBS if p.startswith('out/')})
+        {p for p in assets.RELEASE_BLOBS if p.startswith('out/')},
+    )
 
   def test_release_files_default_is_what_evaluation_needs(self):
     needed = set()
@@ -149,35 +160,66 @@ class AssetsTest(parameterized.TestCase):
       ('rgb', False, ['rgb_scratch'], ['rgb'], 'data/label_map.txt'),
       ('flow', True, ['flow_imagenet'], ['flow'], 'data/label_map.txt'),
       ('flow', False, ['flow_scratch'], ['flow'], 'data/label_map.txt'),
-      ('joint', True, ['rgb_imagenet', 'flow_imagenet'], ['rgb', 'flow'],
-       'data/label_map.txt'),
-      ('joint', False, ['rgb_scratch', 'flow_scratch'], ['rgb', 'flow'],
-       'data/label_map.txt'),
-      ('rgb600', True, ['rgb_scratch_kin600'], ['rgb'],
-       'data/label_map_600.txt'),
-      ('rgb600', False, ['rgb_scratch_kin600'], ['rgb'],
-       'data/label_map_600.txt'),
+      (
+          'joint',
+          True,
+          ['rgb_imagenet', 'flow_imagenet'],
+          ['rgb', 'flow'],
+          'data/label_map.txt',
+      ),
+      (
+          'joint',
+          False,
+          ['rgb_scratch', 'flow_scratch'],
+          ['rgb', 'flow'],
+          'data/label_map.txt',
+      ),
+      (
+          'rgb600',
+          True,
+          ['rgb_scratch_kin600'],
+          ['rgb'],
+          'data/label_map_600.txt',
+      ),
+      (
+          'rgb600',
+          False,
+          ['rgb_scratch_kin600'],
+          ['rgb'],
+          'data/label_map_600.txt',
+      ),
   )
-  def test_files_for(self, eval_type, imagenet_pretrained, checkpoints,
-                     streams, label_map):
+  def test_files_for(
+      self, eval_type, imagenet_pretrained, checkpoints, streams, label_map
+  ):
     expected = [label_map]
     for name in checkpoints:
-      expected += [f'data/checkpoints/{name}/model.ckpt.index',
-                   f'data/checkpoints/{name}/model.ckpt.data-00000-of-00001']
+      expected += [
+          f'data/checkpoints/{name}/model.ckpt.index',
+          f'data/checkpoints/{name}/model.ckpt.data-00000-of-00001',
+      ]
     expected += [f'data/v_CricketShot_g04_c01_{s}.npy' for s in streams]
     self.assertSameElements(
-        assets.files_for(eval_type, imagenet_pretrained), expected)
+        assets.files_for(eval_type, imagenet_pretrained), expected
+    )
 
   def test_files_for_rejects_unknown_eval_type(self):
     with self.assertRaisesRegex(
-        ValueError, r"eval_type must be one of \('rgb', 'rgb600', 'flow', "
-        r"'joint'\), got 'rgb400'"):
+        ValueError,
+        r"eval_type must be one of \('rgb', 'rgb600', 'flow', "
+        r"'joint'\), got 'rgb400'",
+    ):
       assets.files_for('rgb400', imagenet_pretrained=True)
 
   @parameterized.parameters(
       ('rgb', True, {'rgb': 'rgb_imagenet'}, True, 400),
-      ('joint', False, {'rgb': 'rgb_scratch', 'flow': 'flow_scratch'}, False,
-       400),
+      (
+          'joint',
+          False,
+          {'rgb': 'rgb_scratch', 'flow': 'flow_scratch'},
+          False,
+          400,
+      ),
       # No ImageNet-pretrained Kinetics-600 checkpoint: what was used is
       # recorded, not what was asked.
       ('rgb600', True, {'rgb': 'rgb_scratch_kin600'}, False, 600),
@@ -186,25 +228,29 @@ class AssetsTest(parameterized.TestCase):
     got = assets.resolve(eval_type, imagenet, '/ckpt')
     self.assertEqual(got.checkpoints, names)
     self.assertEqual(got.streams, tuple(names))
-    self.assertEqual(got.prefixes,
-                     {s: f'/ckpt/{n}/model.ckpt' for s, n in names.items()})
-    self.assertEqual((got.imagenet_pretrained, got.num_classes),
-                     (used, classes))
+    self.assertEqual(
+        got.prefixes, {s: f'/ckpt/{n}/model.ckpt' for s, n in names.items()}
+    )
+    self.assertEqual(
+        (got.imagenet_pretrained, got.num_classes), (used, classes)
+    )
     self.assertEqual(got.label_map, assets.LABEL_MAP_FILES[classes])
 
   def test_releases_table_matches_the_blobs(self):
     for name, release in assets.RELEASES.items():
       self.assertLen(release.blobs, 4)
-      self.assertIn(f'data/checkpoints/{name}/model.ckpt.index',
-                    release.blobs)
-    self.assertIn(assets.RELEASES['rgb_scratch_kin600'].label_map,
-                  assets.RELEASE_BLOBS)
+      self.assertIn(f'data/checkpoints/{name}/model.ckpt.index', release.blobs)
+    self.assertIn(
+        assets.RELEASES['rgb_scratch_kin600'].label_map, assets.RELEASE_BLOBS
+    )
 
   def test_streams_of(self):
     self.assertEqual(assets.streams_of('joint'), ('rgb', 'flow'))
     self.assertEqual(assets.streams_of('flow'), ('flow',))
-    with self.assertRaisesRegex(ValueError, "Unknown `streams` 'both'; valid "
-                                'values are: rgb, flow, joint'):
+    with self.assertRaisesRegex(
+        ValueError,
+        "Unknown `streams` 'both'; valid " 'values are: rgb, flow, joint',
+    ):
       assets.streams_of('both')
 
   def test_missing_message_names_no_flag(self):
@@ -216,28 +262,31 @@ class AssetsTest(parameterized.TestCase):
 
   def test_release_files_rejects_unknown_checkpoint(self):
     with self.assertRaisesRegex(
-        ValueError, r"checkpoint name must be one of .*'rgb_imagenet'.*, "
-        r"got 'rgb_kin600'"):
+        ValueError,
+        r"checkpoint name must be one of .*'rgb_imagenet'.*, "
+        r"got 'rgb_kin600'",
+    ):
       assets.release_files(checkpoints=['rgb_kin600'])
 
   def test_missing(self):
     present = self.paths[0]
     os.makedirs(os.path.dirname(os.path.join(self.dest, present)))
     pathlib.Path(self.dest, present).write_bytes(b'')
-    self.assertEqual(assets.missing(self.paths, root=self.dest),
-                     self.paths[1:])
+    self.assertEqual(assets.missing(self.paths, root=self.dest), self.paths[1:])
 
   def test_fetch_from_file_url_verifies(self):
     report = self._fetch(self.paths)
     self.assertEqual(report.downloaded, self.paths)
-    self.assertEqual((report.replaced, report.verified, report.failed),
-                     ([], [], {}))
+    self.assertEqual(
+        (report.replaced, report.verified, report.failed), ([], [], {})
+    )
     self._assert_fetched(self.paths)
     self.assertEmpty(assets.missing(self.paths, root=self.dest))
     self.assertEmpty(_temp_files(self.dest))
 
-  @parameterized.named_parameters(('with_length', True),
-                                  ('without_length', False))
+  @parameterized.named_parameters(
+      ('with_length', True), ('without_length', False)
+  )
   def test_fetch_over_http(self, send_length):
     url = self._serve(send_length)
     with mock.patch.dict(os.environ, _no_proxy_env(), clear=True):
@@ -262,12 +311,14 @@ class AssetsTest(parameterized.TestCase):
     with self.assertRaisesRegex(
         assets.AssetError,
         f'{bad}: fetched file fails verification: git blob id '
-        f'{_blob_id(b"tampered")}, expected {self.blobs[bad]}'):
+        f'{_blob_id(b"tampered")}, expected {self.blobs[bad]}',
+    ):
       self._fetch(self.paths)
     self.assertFalse(os.path.exists(os.path.join(self.dest, bad)))
     self.assertEmpty(_temp_files(self.dest))
-    self.assertEmpty(assets.missing(
-        [p for p in self.paths if p != bad], root=self.dest))
+    self.assertEmpty(
+        assets.missing([p for p in self.paths if p != bad], root=self.dest)
+    )
 
   def test_fetch_skips_verified_files(self):
     self._fetch(self.paths)
@@ -297,7 +348,8 @@ class AssetsTest(parameterized.TestCase):
           f'{re.escape(_UNREACHABLE_URL + first)}: .*Connection refused.*'
           f'{re.escape(last)}: not tried, the source is unreachable.*'
           'download each file and put it at the path shown:.*'
-          f'{re.escape(url)}\n *-> {re.escape(dest)}') as caught:
+          f'{re.escape(url)}\n *-> {re.escape(dest)}',
+      ) as caught:
         self._fetch(self.paths, base_url=_UNREACHABLE_URL)
     self.assertSameElements(caught.exception.report.failed, self.paths)
     self.assertIsInstance(caught.exception, RuntimeError)
@@ -305,8 +357,9 @@ class AssetsTest(parameterized.TestCase):
     self.assertEmpty(_temp_files(self.dest))
 
   def test_fetch_from_source_dir(self):
-    report = self._fetch(self.paths, base_url=_UNREACHABLE_URL,
-                         source_dir=self.src)
+    report = self._fetch(
+        self.paths, base_url=_UNREACHABLE_URL, source_dir=self.src
+    )
     self.assertEqual(report.downloaded, self.paths)
     self._assert_fetched(self.paths)
 
@@ -316,7 +369,8 @@ class AssetsTest(parameterized.TestCase):
     with self.assertRaisesRegex(
         assets.AssetError,
         f'(?s){gone}: not found: {self.src}/{gone}.*'
-        'must be the root of a clone'):
+        'must be the root of a clone',
+    ):
       self._fetch(self.paths, source_dir=self.src)
     self.assertEqual(assets.missing(self.paths, root=self.dest), [gone])
 
@@ -324,20 +378,29 @@ class AssetsTest(parameterized.TestCase):
     with self.assertRaisesRegex(
         ValueError,
         r"paths must be release files, one of \[.*'data/label_map.txt'.*\]; "
-        r"got unknown \['data/model.ckpt'\]"):
+        r"got unknown \['data/model.ckpt'\]",
+    ):
       self._fetch(['data/model.ckpt'])
 
   def test_fetch_hint(self):
-    hint = assets.fetch_hint(['data/checkpoints/flow_scratch/model.ckpt.meta',
-                              'data/v_CricketShot_g04_c01_rgb.npy'],
-                             root=self.dest)
+    hint = assets.fetch_hint(
+        [
+            'data/checkpoints/flow_scratch/model.ckpt.meta',
+            'data/v_CricketShot_g04_c01_rgb.npy',
+        ],
+        root=self.dest,
+    )
     self.assertIn(
         f'fetch_assets.py --checkpoints=flow_scratch --samples=rgb --all '
-        f'--dest_root={self.dest}\n', hint)
+        f'--dest_root={self.dest}\n',
+        hint,
+    )
     self.assertIn('--source_dir=<the clone>', hint)
     self.assertIn(
         f'{assets.DEFAULT_BASE_URL}data/v_CricketShot_g04_c01_rgb.npy\n'
-        f'        -> {self.dest}/data/v_CricketShot_g04_c01_rgb.npy', hint)
+        f'        -> {self.dest}/data/v_CricketShot_g04_c01_rgb.npy',
+        hint,
+    )
 
 
 _RUN_WITH_FAKE_BLOBS = """
@@ -367,8 +430,14 @@ class FetchAssetsTest(absltest.TestCase):
     else:  # Swap in a fake release's table before running main.
       env['FAKE_RELEASE_BLOBS'] = json.dumps(fake_blobs)
       command = [sys.executable, '-c', _RUN_WITH_FAKE_BLOBS]
-    return subprocess.run(command + list(args), cwd=_HERE, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        command + list(args),
+        cwd=_HERE,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
   def test_downloads_and_summarizes(self):
     src = os.path.join(self.tmp, 'release')
@@ -379,8 +448,12 @@ class FetchAssetsTest(absltest.TestCase):
       pathlib.Path(src, path).write_bytes(path.encode())
       blobs[path] = _blob_id(path.encode())
     dest = os.path.join(self.tmp, 'dest')
-    args = ('--checkpoints=rgb_imagenet', '--samples=', f'--dest_root={dest}',
-            f'--base_url={pathlib.Path(src).as_uri()}')
+    args = (
+        '--checkpoints=rgb_imagenet',
+        '--samples=',
+        f'--dest_root={dest}',
+        f'--base_url={pathlib.Path(src).as_uri()}',
+    )
     first = self._run(*args, fake_blobs=blobs)
     self.assertEqual(first.returncode, 0, first.stderr)
     self.assertIn('Downloaded and verified (4):', first.stdout)
@@ -390,33 +463,43 @@ class FetchAssetsTest(absltest.TestCase):
     self.assertIn('Already present and verified (4):', second.stdout)
 
   def test_unreachable_fails_with_one_message(self):
-    result = self._run('--checkpoints=rgb_imagenet', '--samples=rgb',
-                       f'--dest_root={self.tmp}', '--noprogress',
-                       f'--base_url={_UNREACHABLE_URL}')
+    result = self._run(
+        '--checkpoints=rgb_imagenet',
+        '--samples=rgb',
+        f'--dest_root={self.tmp}',
+        '--noprogress',
+        f'--base_url={_UNREACHABLE_URL}',
+    )
     self.assertEqual(result.returncode, 1)
     self.assertNotIn('Traceback', result.stderr)
-    self.assertIn('fetch_assets: error: Could not fetch 5 of 5 I3D release file(s) from '
-                  f'{_UNREACHABLE_URL}', result.stderr)
+    self.assertIn(
+        'fetch_assets: error: Could not fetch 5 of 5 I3D release file(s) from '
+        f'{_UNREACHABLE_URL}',
+        result.stderr,
+    )
     self.assertIn(
         f'{_UNREACHABLE_URL}data/v_CricketShot_g04_c01_rgb.npy\n'
         f'        -> {self.tmp}/data/v_CricketShot_g04_c01_rgb.npy',
-        result.stderr)
+        result.stderr,
+    )
     self.assertEqual(os.listdir(self.tmp), ['data'])
     self.assertEmpty(_temp_files(self.tmp))
 
   def test_positional_argument_is_a_usage_error(self):
     result = self._run('rgb_imagenet', f'--dest_root={self.tmp}')
     self.assertEqual(result.returncode, 1)
-    self.assertIn("Unexpected positional arguments: ['rgb_imagenet']",
-                  result.stderr)
+    self.assertIn(
+        "Unexpected positional arguments: ['rgb_imagenet']", result.stderr
+    )
     self.assertNotIn('Traceback', result.stderr)
     self.assertEmpty(os.listdir(self.tmp))
 
   def test_unknown_checkpoint_is_a_flag_error(self):
     result = self._run('--checkpoints=rgb_kin600', f'--dest_root={self.tmp}')
     self.assertNotEqual(result.returncode, 0)
-    self.assertIn('--checkpoints must be a comma separated subset of',
-                  result.stderr)
+    self.assertIn(
+        '--checkpoints must be a comma separated subset of', result.stderr
+    )
     self.assertEmpty(os.listdir(self.tmp))
 
 

@@ -46,42 +46,64 @@ _CHANNELS = assets.STREAM_CHANNELS
 _SIZE = 224
 
 _FRAMES = flags.DEFINE_list(
-    'frames', ['16', '64', '79', '250'],
-    'Clip lengths in frames; empty for none.')
+    'frames',
+    ['16', '64', '79', '250'],
+    'Clip lengths in frames; empty for none.',
+)
 _STREAMS = flags.DEFINE_multi_enum(
-    'streams', list(STREAMS), STREAMS,
-    'Streams: rgb, flow, or joint (both, logits summed).')
+    'streams',
+    list(STREAMS),
+    STREAMS,
+    'Streams: rgb, flow, or joint (both, logits summed).',
+)
 _MODES = flags.DEFINE_multi_enum(
-    'modes', None, ['eager', 'plain', 'fast'],
-    'Computation modes: eager, and the inference.PATHS; all when unset.')
+    'modes',
+    None,
+    ['eager', 'plain', 'fast'],
+    'Computation modes: eager, and the inference.PATHS; all when unset.',
+)
 _BATCH = flags.DEFINE_integer('batch', 1, 'Clips per call.')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed calls first.')
 _ITERS = flags.DEFINE_integer('iters', 3, 'Timed calls.')
 _CHUNK_FRAMES = flags.DEFINE_integer(
-    'chunk_frames', None,
-    'Predictor chunk size; inference.DEFAULT_CHUNK_FRAMES when unset.')
+    'chunk_frames',
+    None,
+    'Predictor chunk size; inference.DEFAULT_CHUNK_FRAMES when unset.',
+)
 _LONG_SECONDS = flags.DEFINE_list(
-    'long_video_seconds', ['8', '32'],
+    'long_video_seconds',
+    ['8', '32'],
     'Lengths in seconds of the streamed long videos; empty for none. 600 is '
-    '10 minutes (15000 frames at 25 fps).')
+    '10 minutes (15000 frames at 25 fps).',
+)
 _FPS = flags.DEFINE_integer('fps', 25, 'Frame rate of the long videos.')
 _LONG_MODES = flags.DEFINE_multi_enum(
-    'long_video_modes', ['fast'], ['plain', 'fast'],
-    'Paths for the long-video rows.')
+    'long_video_modes',
+    ['fast'],
+    ['plain', 'fast'],
+    'Paths for the long-video rows.',
+)
 _LONG_STREAMS = flags.DEFINE_multi_enum(
-    'long_video_streams', ['rgb'], STREAMS, 'Streams for the long-video rows.')
+    'long_video_streams', ['rgb'], STREAMS, 'Streams for the long-video rows.'
+)
 _THREADS = flags.DEFINE_integer(
-    'threads', None, 'Intra-op threads; every core of this process if unset.')
+    'threads', None, 'Intra-op threads; every core of this process if unset.'
+)
 _MATMUL_SIZE = flags.DEFINE_integer(
-    'matmul_size', 4096, 'Side of the square fp32 matmul that measures peak.')
+    'matmul_size', 4096, 'Side of the square fp32 matmul that measures peak.'
+)
 _MATMUL_ITERS = flags.DEFINE_integer(
-    'matmul_iters', 20, 'Timed matmuls (after 3 untimed).')
+    'matmul_iters', 20, 'Timed matmuls (after 3 untimed).'
+)
 _JSON_OUT = flags.DEFINE_string(
-    'json_out', None, 'Also write every result to this JSON file.')
+    'json_out', None, 'Also write every result to this JSON file.'
+)
 _CONFIG = flags.DEFINE_string(
-    'run_config', None,
+    'run_config',
+    None,
     'Internal: run one configuration (JSON) in this process and print its '
-    'result as JSON.')
+    'result as JSON.',
+)
 
 
 def _peak_rss_mb() -> float:
@@ -112,6 +134,7 @@ def _time_calls(fn, warmup: int, iters: int) -> List[float]:
 
 def _run_matmul(config: Dict[str, Any]) -> Dict[str, Any]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   n = config['size']
   a = tf.random.normal([n, n])
   b = tf.random.normal([n, n])
@@ -122,9 +145,13 @@ def _run_matmul(config: Dict[str, Any]) -> Dict[str, Any]:
 
   times = _time_calls(call, 3, config['iters'])
   best = min(times)
-  return {'kind': 'matmul', 'size': n, 'time_s': best,
-          'gflops': 2 * n ** 3 / best / 1e9,
-          'median_gflops': 2 * n ** 3 / sorted(times)[len(times) // 2] / 1e9}
+  return {
+      'kind': 'matmul',
+      'size': n,
+      'time_s': best,
+      'gflops': 2 * n**3 / best / 1e9,
+      'median_gflops': 2 * n**3 / sorted(times)[len(times) // 2] / 1e9,
+  }
 
 
 def _build(stream: str, mode: str, chunk_frames: Optional[int]):
@@ -132,6 +159,7 @@ def _build(stream: str, mode: str, chunk_frames: Optional[int]):
   import checkpoints  # pylint: disable=g-import-not-at-top
   import i3d  # pylint: disable=g-import-not-at-top
   import inference  # pylint: disable=g-import-not-at-top
+
   parts = assets.streams_of(stream)
   models, predictors = [], []
   for part in parts:
@@ -146,46 +174,66 @@ def _build(stream: str, mode: str, chunk_frames: Optional[int]):
 def _run_clip(config: Dict[str, Any]) -> Dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
-  parts, models, predictors = _build(config['stream'], config['mode'],
-                                     config['chunk_frames'])
+  parts, models, predictors = _build(
+      config['stream'], config['mode'], config['chunk_frames']
+  )
   rng = np.random.default_rng(0)
   frames = config['frames']
-  videos = [rng.uniform(-1, 1, [config['batch'], frames, _SIZE, _SIZE,
-                                _CHANNELS[p]]).astype(np.float32)
-            for p in parts]
+  videos = [
+      rng.uniform(
+          -1, 1, [config['batch'], frames, _SIZE, _SIZE, _CHANNELS[p]]
+      ).astype(np.float32)
+      for p in parts
+  ]
   rss_built = _peak_rss_mb()
   if config['mode'] == 'eager':
+
     def call():
-      return sum(m(v, is_training=False)[0].numpy()
-                 for m, v in zip(models, videos))
+      return sum(
+          m(v, is_training=False)[0].numpy() for m, v in zip(models, videos)
+      )
+
   else:
+
     def call():
       return sum(p.logits(v) for p, v in zip(predictors, videos))
+
   times = _time_calls(call, config['warmup'], config['iters'])
-  chunk = (predictors[0].chunk_frames if predictors else None)
+  chunk = predictors[0].chunk_frames if predictors else None
   flops = config['batch'] * sum(
-      sum(conv_flops(frames, in_channels=_CHANNELS[p]).values())
-      for p in parts)
-  return {'kind': 'clip', **config, 'times_s': times, 'flops': flops,
-          'chunked': bool(chunk and frames > chunk), 'chunk': chunk,
-          'rss_after_build_mb': rss_built, 'peak_rss_mb': _peak_rss_mb()}
+      sum(conv_flops(frames, in_channels=_CHANNELS[p]).values()) for p in parts
+  )
+  return {
+      'kind': 'clip',
+      **config,
+      'times_s': times,
+      'flops': flops,
+      'chunked': bool(chunk and frames > chunk),
+      'chunk': chunk,
+      'rss_after_build_mb': rss_built,
+      'peak_rss_mb': _peak_rss_mb(),
+  }
 
 
 def _run_long(config: Dict[str, Any]) -> Dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   import streaming  # pylint: disable=g-import-not-at-top
-  parts, _, predictors = _build(config['stream'], config['mode'],
-                                config['chunk_frames'])
+
+  parts, _, predictors = _build(
+      config['stream'], config['mode'], config['chunk_frames']
+  )
   total = config['frames']
   piece = config['fps']  # The caller's frames arrive a second at a time.
   rng = np.random.default_rng(0)
-  bases = [rng.uniform(-1, 1, [piece, _SIZE, _SIZE, _CHANNELS[p]]).astype(
-      np.float32) for p in parts]
+  bases = [
+      rng.uniform(-1, 1, [piece, _SIZE, _SIZE, _CHANNELS[p]]).astype(np.float32)
+      for p in parts
+  ]
 
   def frames_of(base):
     for start in range(0, total, piece):
-      yield base[:min(piece, total - start)]
+      yield base[: min(piece, total - start)]
 
   # Warm up (traces the step and head functions) on a short stream.
   warm = [streaming.first_chunk_frames('Mixed_5c') + 8] * len(parts)
@@ -193,22 +241,34 @@ def _run_long(config: Dict[str, Any]) -> Dict[str, Any]:
     p.logits_stream([base[:1]] * warm[0], num_frames=warm[0])
   rss_built = _peak_rss_mb()
   start = time.perf_counter()
-  logits = sum(p.logits_stream(frames_of(base), num_frames=total)
-               for p, base in zip(predictors, bases))
+  logits = sum(
+      p.logits_stream(frames_of(base), num_frames=total)
+      for p, base in zip(predictors, bases)
+  )
   elapsed = time.perf_counter() - start
   del logits
-  flops = sum(sum(conv_flops(total, in_channels=_CHANNELS[p])
-                  .values()) for p in parts)
-  return {'kind': 'long', **config, 'times_s': [elapsed], 'flops': flops,
-          'chunked': True, 'chunk': predictors[0].chunk_frames,
-          'rss_after_build_mb': rss_built, 'peak_rss_mb': _peak_rss_mb()}
+  flops = sum(
+      sum(conv_flops(total, in_channels=_CHANNELS[p]).values()) for p in parts
+  )
+  return {
+      'kind': 'long',
+      **config,
+      'times_s': [elapsed],
+      'flops': flops,
+      'chunked': True,
+      'chunk': predictors[0].chunk_frames,
+      'rss_after_build_mb': rss_built,
+      'peak_rss_mb': _peak_rss_mb(),
+  }
 
 
 def _run_one(config: Dict[str, Any]) -> Dict[str, Any]:
   import inference  # pylint: disable=g-import-not-at-top
+
   inference.configure_threads(config.get('threads'))
-  runner = {'matmul': _run_matmul, 'clip': _run_clip,
-            'long': _run_long}[config['kind']]
+  runner = {'matmul': _run_matmul, 'clip': _run_clip, 'long': _run_long}[
+      config['kind']
+  ]
   return runner(config)
 
 
@@ -216,22 +276,37 @@ def _spawn(config: Dict[str, Any]) -> Dict[str, Any]:
   """Runs one configuration in a fresh Python process."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   proc = subprocess.run(
-      [sys.executable, os.path.abspath(__file__),
-       '--run_config', json.dumps(config)],
-      capture_output=True, text=True, env=env, check=False)
+      [
+          sys.executable,
+          os.path.abspath(__file__),
+          '--run_config',
+          json.dumps(config),
+      ],
+      capture_output=True,
+      text=True,
+      env=env,
+      check=False,
+  )
   lines = [line for line in proc.stdout.splitlines() if line.startswith('{')]
   if proc.returncode or not lines:
-    raise RuntimeError(f'Configuration {config} failed (exit '
-                       f'{proc.returncode}):\n{proc.stderr[-4000:]}')
+    raise RuntimeError(
+        f'Configuration {config} failed (exit '
+        f'{proc.returncode}):\n{proc.stderr[-4000:]}'
+    )
   return json.loads(lines[-1])
 
 
 # ---- analytic FLOPs -------------------------------------------------------
 
 
-def conv_flops(frames: int, height: int = 224, width: int = 224,
-               in_channels: int = 3, num_classes: int = 400,
-               final_endpoint: str = 'Logits') -> Dict[str, int]:
+def conv_flops(
+    frames: int,
+    height: int = 224,
+    width: int = 224,
+    in_channels: int = 3,
+    num_classes: int = 400,
+    final_endpoint: str = 'Logits',
+) -> Dict[str, int]:
   """Multiply-add FLOPs (2 per MAC) of the convs of each endpoint.
 
   Counts every conv's output positions (after its stride) times its kernel
@@ -242,9 +317,12 @@ def conv_flops(frames: int, height: int = 224, width: int = 224,
     endpoint -> FLOPs, in network order, up to `final_endpoint`.
   """
   import i3d  # pylint: disable=g-import-not-at-top
+
   if final_endpoint not in i3d.VALID_ENDPOINTS:
-    raise ValueError(f'Unknown `final_endpoint` {final_endpoint!r}; valid '
-                     f'values are: {", ".join(i3d.VALID_ENDPOINTS)}.')
+    raise ValueError(
+        f'Unknown `final_endpoint` {final_endpoint!r}; valid '
+        f'values are: {", ".join(i3d.VALID_ENDPOINTS)}.'
+    )
   shape = [frames, height, width]
   channels = in_channels
   out = {}
@@ -255,8 +333,9 @@ def conv_flops(frames: int, height: int = 224, width: int = 224,
 
   for spec in i3d.LAYER_SPECS:
     if isinstance(spec, i3d.ConvSpec):
-      shape, flops = conv(shape, channels, spec.channels, spec.kernel,
-                          spec.stride)
+      shape, flops = conv(
+          shape, channels, spec.channels, spec.kernel, spec.stride
+      )
       channels = spec.channels
     elif isinstance(spec, i3d.PoolSpec):
       shape = [-(-n // s) for n, s in zip(shape, spec.stride)]
@@ -266,8 +345,7 @@ def conv_flops(frames: int, height: int = 224, width: int = 224,
       reduced = {'Branch_1': spec.b1[0], 'Branch_2': spec.b2[0]}
       flops = 0
       for path, c_out, kernel in i3d.mixed_branches(spec):
-        c_in = (reduced[path.split('/')[0]] if kernel == (3, 3, 3) else
-                channels)
+        c_in = reduced[path.split('/')[0]] if kernel == (3, 3, 3) else channels
         flops += conv(shape, c_in, c_out, kernel)[1]
       channels = spec.out_channels
     out[spec.name] = flops
@@ -286,20 +364,28 @@ def conv_flops(frames: int, height: int = 224, width: int = 224,
 def _flops_table(frames: List[int]) -> str:
   lengths = frames or [79]
   per = {t: conv_flops(t) for t in lengths}
-  rows = ['Convolution GFLOPs per 224x224 RGB clip, by endpoint (flow differs '
-          'only at Conv3d_1a_7x7: 2/3 of it):',
-          f'  {"endpoint":18s}' + ''.join(f'{f"T={t}":>10s}' for t in lengths)]
+  rows = [
+      'Convolution GFLOPs per 224x224 RGB clip, by endpoint (flow differs '
+      'only at Conv3d_1a_7x7: 2/3 of it):',
+      f'  {"endpoint":18s}' + ''.join(f'{f"T={t}":>10s}' for t in lengths),
+  ]
   for name in per[lengths[0]]:
-    rows.append(f'  {name:18s}' + ''.join(
-        f'{per[t][name] / 1e9:10.2f}' for t in lengths))
-  rows.append(f'  {"total":18s}' + ''.join(
-      f'{sum(per[t].values()) / 1e9:10.2f}' for t in lengths))
+    rows.append(
+        f'  {name:18s}'
+        + ''.join(f'{per[t][name] / 1e9:10.2f}' for t in lengths)
+    )
+  rows.append(
+      f'  {"total":18s}'
+      + ''.join(f'{sum(per[t].values()) / 1e9:10.2f}' for t in lengths)
+  )
   return '\n'.join(rows)
 
 
-_HEADER = (f'{"kind":5s} {"stream":6s} {"mode":6s} {"frames":>6s} '
-           f'{"chunk":>6s} {"time s":>8s} {"clips/s":>8s} {"frames/s":>9s} '
-           f'{"GFLOP/s":>8s} {"%peak":>6s} {"peak RSS MB":>11s}')
+_HEADER = (
+    f'{"kind":5s} {"stream":6s} {"mode":6s} {"frames":>6s} '
+    f'{"chunk":>6s} {"time s":>8s} {"clips/s":>8s} {"frames/s":>9s} '
+    f'{"GFLOP/s":>8s} {"%peak":>6s} {"peak RSS MB":>11s}'
+)
 
 
 def _row(result: Dict[str, Any], peak: float) -> str:
@@ -307,15 +393,21 @@ def _row(result: Dict[str, Any], peak: float) -> str:
   median = times[len(times) // 2]
   batch = result.get('batch', 1)
   gflops = result['flops'] / median / 1e9
-  result.update(median_s=median, clips_per_s=batch / median,
-                frames_per_s=batch * result['frames'] / median,
-                gflops_per_s=gflops, percent_of_matmul=100 * gflops / peak)
+  result.update(
+      median_s=median,
+      clips_per_s=batch / median,
+      frames_per_s=batch * result['frames'] / median,
+      gflops_per_s=gflops,
+      percent_of_matmul=100 * gflops / peak,
+  )
   chunk = str(result['chunk']) if result['chunked'] else '-'
-  return (f'{result["kind"]:5s} {result["stream"]:6s} {result["mode"]:6s} '
-          f'{result["frames"]:6d} {chunk:>6s} {median:8.3f} '
-          f'{result["clips_per_s"]:8.3f} {result["frames_per_s"]:9.1f} '
-          f'{gflops:8.1f} {result["percent_of_matmul"]:6.1f} '
-          f'{result["peak_rss_mb"]:11.0f}')
+  return (
+      f'{result["kind"]:5s} {result["stream"]:6s} {result["mode"]:6s} '
+      f'{result["frames"]:6d} {chunk:>6s} {median:8.3f} '
+      f'{result["clips_per_s"]:8.3f} {result["frames_per_s"]:9.1f} '
+      f'{gflops:8.1f} {result["percent_of_matmul"]:6.1f} '
+      f'{result["peak_rss_mb"]:11.0f}'
+  )
 
 
 def main(argv):
@@ -325,36 +417,61 @@ def main(argv):
     print(json.dumps(_run_one(json.loads(_CONFIG.value))))
     return
   import inference  # pylint: disable=g-import-not-at-top
+
   modes = _MODES.value or ['eager', *inference.PATHS]
   frames = [int(f) for f in _FRAMES.value]
   seconds = [float(s) for s in _LONG_SECONDS.value]
   common = {'threads': _THREADS.value, 'chunk_frames': _CHUNK_FRAMES.value}
   load = os.getloadavg()
-  print(f'Load average before the run: {load[0]:.2f} {load[1]:.2f} '
-        f'{load[2]:.2f} on {len(os.sched_getaffinity(0))} cores.')
+  print(
+      f'Load average before the run: {load[0]:.2f} {load[1]:.2f} '
+      f'{load[2]:.2f} on {len(os.sched_getaffinity(0))} cores.'
+  )
   print(_flops_table(frames), flush=True)
 
-  matmul_cfg = {'kind': 'matmul', 'size': _MATMUL_SIZE.value,
-                'iters': _MATMUL_ITERS.value, **common}
+  matmul_cfg = {
+      'kind': 'matmul',
+      'size': _MATMUL_SIZE.value,
+      'iters': _MATMUL_ITERS.value,
+      **common,
+  }
   matmuls = [_spawn(matmul_cfg)]
-  print(f'fp32 matmul {_MATMUL_SIZE.value}^2: '
-        f'{matmuls[0]["gflops"]:.1f} GFLOP/s (best), '
-        f'{matmuls[0]["median_gflops"]:.1f} (median)', flush=True)
+  print(
+      f'fp32 matmul {_MATMUL_SIZE.value}^2: '
+      f'{matmuls[0]["gflops"]:.1f} GFLOP/s (best), '
+      f'{matmuls[0]["median_gflops"]:.1f} (median)',
+      flush=True,
+  )
 
   configs = []
   for stream in _STREAMS.value:
     for t in frames:
       for mode in modes:
-        configs.append({'kind': 'clip', 'stream': stream, 'mode': mode,
-                        'frames': t, 'batch': _BATCH.value,
-                        'warmup': _WARMUP.value, 'iters': _ITERS.value,
-                        **common})
+        configs.append(
+            {
+                'kind': 'clip',
+                'stream': stream,
+                'mode': mode,
+                'frames': t,
+                'batch': _BATCH.value,
+                'warmup': _WARMUP.value,
+                'iters': _ITERS.value,
+                **common,
+            }
+        )
   for stream in _LONG_STREAMS.value:
     for mode in _LONG_MODES.value:
       for s in seconds:
-        configs.append({'kind': 'long', 'stream': stream, 'mode': mode,
-                        'frames': int(round(s * _FPS.value)),
-                        'fps': _FPS.value, **common})
+        configs.append(
+            {
+                'kind': 'long',
+                'stream': stream,
+                'mode': mode,
+                'frames': int(round(s * _FPS.value)),
+                'fps': _FPS.value,
+                **common,
+            }
+        )
   results = []
   peak = matmuls[0]['gflops']
   print(f'%peak is relative to {peak:.1f} GFLOP/s.\n{_HEADER}', flush=True)
@@ -363,16 +480,26 @@ def main(argv):
     print(_row(result, peak), flush=True)
     results.append(result)
   matmuls.append(_spawn(matmul_cfg))
-  print(f'fp32 matmul again at the end: {matmuls[1]["gflops"]:.1f} GFLOP/s '
-        f'(best). Load average after: '
-        f'{" ".join(f"{x:.2f}" for x in os.getloadavg())}')
+  print(
+      f'fp32 matmul again at the end: {matmuls[1]["gflops"]:.1f} GFLOP/s '
+      f'(best). Load average after: '
+      f'{" ".join(f"{x:.2f}" for x in os.getloadavg())}'
+  )
   if _JSON_OUT.value:
-    os.makedirs(os.path.dirname(os.path.abspath(_JSON_OUT.value)),
-                exist_ok=True)
+    os.makedirs(
+        os.path.dirname(os.path.abspath(_JSON_OUT.value)), exist_ok=True
+    )
     with open(_JSON_OUT.value, 'w') as f:
-      json.dump({'matmul': matmuls, 'load_before': load,
-                 'load_after': os.getloadavg(), 'results': results}, f,
-                indent=1)
+      json.dump(
+          {
+              'matmul': matmuls,
+              'load_before': load,
+              'load_after': os.getloadavg(),
+              'results': results,
+          },
+          f,
+          indent=1,
+      )
     print(f'Wrote {_JSON_OUT.value}')
 
 

@@ -45,45 +45,76 @@ import synthetic_videos
 import video
 
 _VIDEOS = flags.DEFINE_integer(
-    'videos', 4, 'Number of synthetic videos.', lower_bound=1)
+    'videos', 4, 'Number of synthetic videos.', lower_bound=1
+)
 _SECONDS = flags.DEFINE_float(
-    'seconds', 4.0, 'Length of each synthetic video.', lower_bound=0.1)
+    'seconds', 4.0, 'Length of each synthetic video.', lower_bound=0.1
+)
 _WIDTH = flags.DEFINE_integer(
-    'width', 320, 'Width of the synthetic videos (even).', lower_bound=16)
+    'width', 320, 'Width of the synthetic videos (even).', lower_bound=16
+)
 _HEIGHT = flags.DEFINE_integer(
-    'height', 240, 'Height of the synthetic videos (even).', lower_bound=16)
+    'height', 240, 'Height of the synthetic videos (even).', lower_bound=16
+)
 _SOURCE_FPS = flags.DEFINE_integer(
-    'source_fps', 30, 'Frame rate of the synthetic videos (resampled to 25).',
-    lower_bound=1)
+    'source_fps',
+    30,
+    'Frame rate of the synthetic videos (resampled to 25).',
+    lower_bound=1,
+)
 _STREAMS = flags.DEFINE_enum(
-    'streams', 'rgb', list(assets.STREAM_CHOICES),
-    'Which streams to extract: rgb, flow or joint (both).')
+    'streams',
+    'rgb',
+    list(assets.STREAM_CHOICES),
+    'Which streams to extract: rgb, flow or joint (both).',
+)
 _ENDPOINT = flags.DEFINE_enum(
-    'endpoint', features.DEFAULT_ENDPOINT, list(i3d.VALID_ENDPOINTS),
-    'Which endpoint to average over each window.')
+    'endpoint',
+    features.DEFAULT_ENDPOINT,
+    list(i3d.VALID_ENDPOINTS),
+    'Which endpoint to average over each window.',
+)
 _WINDOW = flags.DEFINE_integer(
-    'window', features.DEFAULT_WINDOW, 'Frames per window.', lower_bound=1)
+    'window', features.DEFAULT_WINDOW, 'Frames per window.', lower_bound=1
+)
 _STRIDE = flags.DEFINE_integer(
-    'stride', features.DEFAULT_STRIDE, 'Frames between window starts.',
-    lower_bound=1)
+    'stride',
+    features.DEFAULT_STRIDE,
+    'Frames between window starts.',
+    lower_bound=1,
+)
 _BATCH_SIZE = flags.DEFINE_integer(
-    'batch_size', features.DEFAULT_BATCH_SIZE, 'Windows per forward pass.',
-    lower_bound=1)
+    'batch_size',
+    features.DEFAULT_BATCH_SIZE,
+    'Windows per forward pass.',
+    lower_bound=1,
+)
 _CHECKPOINT_DIR = flags.DEFINE_string(
-    'checkpoint_dir', None,
+    'checkpoint_dir',
+    None,
     'Folder of release checkpoints as <name>/model.ckpt.*; default: write '
-    'synthetic ones to a temporary folder.')
+    'synthetic ones to a temporary folder.',
+)
 _INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path', inference.DEFAULT_PATH, list(inference.PATHS),
-    'How to run the network (see inference.py).')
+    'inference_path',
+    inference.DEFAULT_PATH,
+    list(inference.PATHS),
+    'How to run the network (see inference.py).',
+)
 _FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers', None, 'Processes for TV-L1 flow; default: all cores.',
-    lower_bound=1)
+    'flow_workers',
+    None,
+    'Processes for TV-L1 flow; default: all cores.',
+    lower_bound=1,
+)
 _SERIAL = flags.DEFINE_boolean(
-    'serial', True, 'Also time the same videos without the background '
-    'decoding thread.')
+    'serial',
+    True,
+    'Also time the same videos without the background ' 'decoding thread.',
+)
 _JSON_OUT = flags.DEFINE_string(
-    'json_out', None, 'Also write the results here as JSON.')
+    'json_out', None, 'Also write the results here as JSON.'
+)
 
 
 def _peak_rss_mb() -> Dict[str, float]:
@@ -95,8 +126,9 @@ def _peak_rss_mb() -> Dict[str, float]:
   }
 
 
-def _row(name: str, seconds: float, videos: int, frames: int,
-         windows: int) -> Dict[str, Any]:
+def _row(
+    name: str, seconds: float, videos: int, frames: int, windows: int
+) -> Dict[str, Any]:
   return {
       'run': name,
       'seconds': round(seconds, 3),
@@ -118,9 +150,14 @@ def main(argv: Sequence[str]) -> None:
     folder = os.path.join(tmp, 'videos')
     os.makedirs(folder)
     for i in range(_VIDEOS.value):
-      synthetic_videos.write_panning_video(os.path.join(folder, f'video_{i:03d}.mp4'),
-                            _SECONDS.value, _WIDTH.value, _HEIGHT.value,
-                            _SOURCE_FPS.value, seed=i)
+      synthetic_videos.write_panning_video(
+          os.path.join(folder, f'video_{i:03d}.mp4'),
+          _SECONDS.value,
+          _WIDTH.value,
+          _HEIGHT.value,
+          _SOURCE_FPS.value,
+          seed=i,
+      )
     videos = features.find_videos(folder)
     checkpoint_dir = _CHECKPOINT_DIR.value
     if checkpoint_dir is None:
@@ -130,20 +167,30 @@ def main(argv: Sequence[str]) -> None:
     if _CHECKPOINT_DIR.value is None:
       for stream, prefix in prefixes.items():
         checkpoints.write_synthetic(
-            prefix, checkpoints.RELEASE_CHECKPOINTS[
-                resolved.checkpoints[stream]], seed=1)
+            prefix,
+            checkpoints.RELEASE_CHECKPOINTS[resolved.checkpoints[stream]],
+            seed=1,
+        )
 
     endpoint = _ENDPOINT.value
     begin = time.perf_counter()
     predictors = inference.load_predictors(
-        prefixes, final_endpoint=('Logits' if endpoint in
-                                  inference.HEAD_ENDPOINTS else endpoint),
-        path=_INFERENCE_PATH.value)
+        prefixes,
+        final_endpoint=(
+            'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
+        ),
+        path=_INFERENCE_PATH.value,
+    )
     load_s = time.perf_counter() - begin
     extractor = features.Extractor(
-        predictors, prefixes, endpoint=endpoint, window=_WINDOW.value,
-        stride=_STRIDE.value, batch_size=_BATCH_SIZE.value,
-        flow_workers=_FLOW_WORKERS.value)
+        predictors,
+        prefixes,
+        endpoint=endpoint,
+        window=_WINDOW.value,
+        stride=_STRIDE.value,
+        batch_size=_BATCH_SIZE.value,
+        flow_workers=_FLOW_WORKERS.value,
+    )
 
     begin = time.perf_counter()
     extractor.extract(videos[0].path)
@@ -163,29 +210,43 @@ def main(argv: Sequence[str]) -> None:
         record = json.load(f)
       frames += record['num_frames']
       windows += record['num_windows']
-    rows.append(_row('overlapped (Extractor.run)', seconds, len(videos),
-                     frames, windows))
+    rows.append(
+        _row(
+            'overlapped (Extractor.run)', seconds, len(videos), frames, windows
+        )
+    )
     if _SERIAL.value:
       begin = time.perf_counter()
       for item in videos:
         extractor.extract(item.path)
-      rows.append(_row('serial (Extractor.extract)',
-                       time.perf_counter() - begin, len(videos), frames,
-                       windows))
+      rows.append(
+          _row(
+              'serial (Extractor.extract)',
+              time.perf_counter() - begin,
+              len(videos),
+              frames,
+              windows,
+          )
+      )
     load_after = os.getloadavg()
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
   results = {
       'config': {
-          'videos': _VIDEOS.value, 'seconds': _SECONDS.value,
+          'videos': _VIDEOS.value,
+          'seconds': _SECONDS.value,
           'source': f'{_WIDTH.value}x{_HEIGHT.value} H.264 at '
-                    f'{_SOURCE_FPS.value} fps',
-          'streams': streams, 'endpoint': endpoint, 'window': _WINDOW.value,
-          'stride': _STRIDE.value, 'batch_size': _BATCH_SIZE.value,
+          f'{_SOURCE_FPS.value} fps',
+          'streams': streams,
+          'endpoint': endpoint,
+          'window': _WINDOW.value,
+          'stride': _STRIDE.value,
+          'batch_size': _BATCH_SIZE.value,
           'inference_path': _INFERENCE_PATH.value,
-          'checkpoints': 'synthetic' if _CHECKPOINT_DIR.value is None
-                         else _CHECKPOINT_DIR.value,
+          'checkpoints': 'synthetic'
+          if _CHECKPOINT_DIR.value is None
+          else _CHECKPOINT_DIR.value,
           'flow_workers': _FLOW_WORKERS.value,
       },
       'frames_at_25_fps': frames,
@@ -195,31 +256,41 @@ def main(argv: Sequence[str]) -> None:
       'runs': rows,
       'peak_rss_mb': _peak_rss_mb(),
       'load_average': {'before': load_before, 'after': load_after},
-      'machine': {'cpus': len(os.sched_getaffinity(0)),
-                  'platform': platform.platform(),
-                  'python': platform.python_version()},
+      'machine': {
+          'cpus': len(os.sched_getaffinity(0)),
+          'platform': platform.platform(),
+          'python': platform.python_version(),
+      },
   }
 
-  print(f'{len(videos)} videos x {_SECONDS.value:g} s, {_WIDTH.value}x'
-        f'{_HEIGHT.value} at {_SOURCE_FPS.value} fps -> {frames} frames at '
-        f'25 fps, {windows} windows; streams {"+".join(streams)}, {endpoint}, '
-        f'window {_WINDOW.value}, stride {_STRIDE.value}, batch '
-        f'{_BATCH_SIZE.value}')
+  print(
+      f'{len(videos)} videos x {_SECONDS.value:g} s, {_WIDTH.value}x'
+      f'{_HEIGHT.value} at {_SOURCE_FPS.value} fps -> {frames} frames at '
+      f'25 fps, {windows} windows; streams {"+".join(streams)}, {endpoint}, '
+      f'window {_WINDOW.value}, stride {_STRIDE.value}, batch '
+      f'{_BATCH_SIZE.value}'
+  )
   print(f'model load {load_s:.2f} s, warm-up {warmup_s:.2f} s')
-  header = (f'{"run":<28} {"seconds":>8} {"videos/min":>11} {"frames/s":>9} '
-            f'{"windows/s":>10} {"x realtime":>11}')
+  header = (
+      f'{"run":<28} {"seconds":>8} {"videos/min":>11} {"frames/s":>9} '
+      f'{"windows/s":>10} {"x realtime":>11}'
+  )
   print(header)
   print('-' * len(header))
   for row in rows:
-    print(f'{row["run"]:<28} {row["seconds"]:>8.2f} '
-          f'{row["videos_per_minute"]:>11.2f} '
-          f'{row["frames_per_second"]:>9.2f} '
-          f'{row["windows_per_second"]:>10.3f} '
-          f'{row["realtime_factor"]:>11.3f}')
+    print(
+        f'{row["run"]:<28} {row["seconds"]:>8.2f} '
+        f'{row["videos_per_minute"]:>11.2f} '
+        f'{row["frames_per_second"]:>9.2f} '
+        f'{row["windows_per_second"]:>10.3f} '
+        f'{row["realtime_factor"]:>11.3f}'
+    )
   rss = results['peak_rss_mb']
-  print(f'peak RSS {rss["self"]:.0f} MB (child processes '
-        f'{rss["children"]:.0f} MB); load average {load_before[0]:.2f} -> '
-        f'{load_after[0]:.2f} on {results["machine"]["cpus"]} cores')
+  print(
+      f'peak RSS {rss["self"]:.0f} MB (child processes '
+      f'{rss["children"]:.0f} MB); load average {load_before[0]:.2f} -> '
+      f'{load_after[0]:.2f} on {results["machine"]["cpus"]} cores'
+  )
   if _JSON_OUT.value:
     fileio.write_json(_JSON_OUT.value, results)
     print(f'wrote {_JSON_OUT.value}')

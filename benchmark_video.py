@@ -37,26 +37,41 @@ import synthetic_videos
 import video
 
 _VIDEO = flags.DEFINE_string(
-    'video', None, 'Video to measure; default: write a synthetic one.')
+    'video', None, 'Video to measure; default: write a synthetic one.'
+)
 _SECONDS = flags.DEFINE_float(
-    'seconds', 4.0, 'Length of the synthetic video.', lower_bound=0.1)
+    'seconds', 4.0, 'Length of the synthetic video.', lower_bound=0.1
+)
 _WIDTH = flags.DEFINE_integer(
-    'width', 640, 'Width of the synthetic video (even).', lower_bound=16)
+    'width', 640, 'Width of the synthetic video (even).', lower_bound=16
+)
 _HEIGHT = flags.DEFINE_integer(
-    'height', 360, 'Height of the synthetic video (even).', lower_bound=16)
+    'height', 360, 'Height of the synthetic video (even).', lower_bound=16
+)
 _SOURCE_FPS = flags.DEFINE_integer(
-    'source_fps', 30, 'Frame rate of the synthetic video.', lower_bound=1)
+    'source_fps', 30, 'Frame rate of the synthetic video.', lower_bound=1
+)
 _FLOW_FRAMES = flags.DEFINE_integer(
-    'flow_frames', 16, 'Resized frames to run TV-L1 on (it is slow).',
-    lower_bound=2)
+    'flow_frames',
+    16,
+    'Resized frames to run TV-L1 on (it is slow).',
+    lower_bound=2,
+)
 _WORKERS = flags.DEFINE_integer(
-    'workers', None, 'Worker processes for the parallel TV-L1 run; default: '
-    'os.cpu_count().', lower_bound=1)
+    'workers',
+    None,
+    'Worker processes for the parallel TV-L1 run; default: ' 'os.cpu_count().',
+    lower_bound=1,
+)
 _REPEATS = flags.DEFINE_integer(
-    'repeats', 3, 'Timed runs per stage (the median is reported).',
-    lower_bound=1)
+    'repeats',
+    3,
+    'Timed runs per stage (the median is reported).',
+    lower_bound=1,
+)
 _JSON_OUT = flags.DEFINE_string(
-    'json_out', None, 'Also write the results here as JSON.')
+    'json_out', None, 'Also write the results here as JSON.'
+)
 
 
 def decode_all(path: str) -> int:
@@ -108,10 +123,14 @@ def run(path: str) -> Dict[str, Any]:
   stages = results['stages'] = {}
   stages['decode'] = timed(lambda: decode_all(path), _REPEATS.value)
   stages['iter_frames'] = timed(
-      lambda: sum(1 for _ in video.iter_frames(path)), _REPEATS.value)
+      lambda: sum(1 for _ in video.iter_frames(path)), _REPEATS.value
+  )
   stages['rgb'] = timed(
       lambda: recipe.preprocess(path, streams=('rgb',), min_frames=1)[
-          'num_frames'], _REPEATS.value)
+          'num_frames'
+      ],
+      _REPEATS.value,
+  )
 
   frames = []
   for frame in video.iter_frames(path):
@@ -130,8 +149,11 @@ def run(path: str) -> Dict[str, Any]:
     recipe.compute_flow(frames, workers=count)
     seconds = time.perf_counter() - begin
     stages[f'tvl1 ({count} worker{"s" if count > 1 else ""})'] = {
-        'frames': len(frames), 'seconds': seconds,
-        'fps': len(frames) / seconds, 'workers': count}
+        'frames': len(frames),
+        'seconds': seconds,
+        'fps': len(frames) / seconds,
+        'workers': count,
+    }
   results['peak_rss_mib'] = peak_rss_mib()
   results['load_average_after'] = list(os.getloadavg())
   return results
@@ -148,13 +170,17 @@ def table(results: Dict[str, Any]) -> str:
       f'{"stage":<20} {"frames":>7} {"seconds":>9} {"frames/s":>10}',
   ]
   for name, stage in results['stages'].items():
-    lines.append(f'{name:<20} {stage["frames"]:>7} {stage["seconds"]:>9.3f} '
-                 f'{stage["fps"]:>10.1f}')
+    lines.append(
+        f'{name:<20} {stage["frames"]:>7} {stage["seconds"]:>9.3f} '
+        f'{stage["fps"]:>10.1f}'
+    )
   size = results['flow_frame_size']
-  lines.append(f'TV-L1 on {size[0]}x{size[1]} frames, one OpenCV thread per '
-               f'worker; load average after '
-               f'{results["load_average_after"][0]:.2f}; peak RSS of this '
-               f'process {results["peak_rss_mib"]:.0f} MiB')
+  lines.append(
+      f'TV-L1 on {size[0]}x{size[1]} frames, one OpenCV thread per '
+      f'worker; load average after '
+      f'{results["load_average_after"][0]:.2f}; peak RSS of this '
+      f'process {results["peak_rss_mib"]:.0f} MiB'
+  )
   return '\n'.join(lines)
 
 
@@ -165,8 +191,12 @@ def main(argv: Sequence[str]) -> None:
     path = _VIDEO.value
     if path is None:
       path = synthetic_videos.write_panning_video(
-          os.path.join(folder, 'synthetic.mp4'), _SECONDS.value, _WIDTH.value,
-          _HEIGHT.value, _SOURCE_FPS.value)
+          os.path.join(folder, 'synthetic.mp4'),
+          _SECONDS.value,
+          _WIDTH.value,
+          _HEIGHT.value,
+          _SOURCE_FPS.value,
+      )
     try:
       results = run(path)
     except video.VideoError as e:

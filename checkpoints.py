@@ -41,12 +41,13 @@ import i3d
 @dataclasses.dataclass(frozen=True)
 class Layout:
   """How one family of checkpoints names and shapes its tensors."""
+
   name: str
-  prefix: str           # Prepended to every release path.
-  in_channels: int      # 3 for RGB, 2 for flow.
+  prefix: str  # Prepended to every release path.
+  in_channels: int  # 3 for RGB, 2 for flow.
   num_classes: int
-  bn_rank5: bool        # BatchNorm tensors are [1,1,1,1,C] rather than [C].
-  has_momentum: bool    # The release file carries `/Momentum` slots.
+  bn_rank5: bool  # BatchNorm tensors are [1,1,1,1,C] rather than [C].
+  has_momentum: bool  # The release file carries `/Momentum` slots.
 
 
 _RGB, _FLOW = assets.STREAM_CHANNELS['rgb'], assets.STREAM_CHANNELS['flow']
@@ -61,7 +62,8 @@ STREAM_CHANNELS: Dict[str, int] = assets.STREAM_CHANNELS
 
 # The five released checkpoints and their layouts (assets.RELEASES).
 RELEASE_CHECKPOINTS: Dict[str, str] = {
-    name: release.layout for name, release in assets.RELEASES.items()}
+    name: release.layout for name, release in assets.RELEASES.items()
+}
 
 MOMENTUM_SUFFIX = '/Momentum'
 
@@ -80,29 +82,41 @@ class CheckpointError(ValueError):
 
 def get_layout(layout: str) -> Layout:
   if layout not in LAYOUTS:
-    raise ValueError(f'Unknown `layout` {layout!r}; valid values are '
-                     f'{", ".join(LAYOUTS)}.')
+    raise ValueError(
+        f'Unknown `layout` {layout!r}; valid values are '
+        f'{", ".join(LAYOUTS)}.'
+    )
   return LAYOUTS[layout]
 
 
-def _unit_tensors(path: str, out_channels: int, in_channels: int,
-                  kernel: Tuple[int, int, int], layout: Layout,
-                  bias: bool = False, batch_norm: bool = True):
+def _unit_tensors(
+    path: str,
+    out_channels: int,
+    in_channels: int,
+    kernel: Tuple[int, int, int],
+    layout: Layout,
+    bias: bool = False,
+    batch_norm: bool = True,
+):
   """Yields (release name, shape, role) for one Unit3D."""
   p = layout.prefix + path
   yield f'{p}/conv_3d/w', (*kernel, in_channels, out_channels), 'w'
   if bias:
     yield f'{p}/conv_3d/b', (out_channels,), 'b'
   if batch_norm:
-    bn_shape = (1, 1, 1, 1, out_channels) if layout.bn_rank5 else (
-        out_channels,)
+    bn_shape = (
+        (1, 1, 1, 1, out_channels) if layout.bn_rank5 else (out_channels,)
+    )
     yield f'{p}/batch_norm/beta', bn_shape, 'beta'
     yield f'{p}/batch_norm/moving_mean', bn_shape, 'moving_mean'
     yield f'{p}/batch_norm/moving_variance', bn_shape, 'moving_variance'
 
 
-def unit_inventory(layout: str, num_classes: Optional[int] = None,
-                   final_endpoint: str = 'Logits'):
+def unit_inventory(
+    layout: str,
+    num_classes: Optional[int] = None,
+    final_endpoint: str = 'Logits',
+):
   """Yields (unit path, release name, shape, role) up to `final_endpoint`.
 
   Computed from i3d.LAYER_SPECS alone, without building a model.
@@ -115,8 +129,9 @@ def unit_inventory(layout: str, num_classes: Optional[int] = None,
     if i3d.VALID_ENDPOINTS.index(spec.name) > last:
       return
     if isinstance(spec, i3d.ConvSpec):
-      for name, shape, role in _unit_tensors(spec.name, spec.channels,
-                                             channels, spec.kernel, lay):
+      for name, shape, role in _unit_tensors(
+          spec.name, spec.channels, channels, spec.kernel, lay
+      ):
         yield spec.name, name, shape, role
       channels = spec.channels
     elif isinstance(spec, i3d.MixedSpec):
@@ -133,14 +148,23 @@ def unit_inventory(layout: str, num_classes: Optional[int] = None,
       channels = spec.out_channels
   if last >= i3d.VALID_ENDPOINTS.index('Logits'):
     for name, shape, role in _unit_tensors(
-        i3d.LOGITS_UNIT, num_classes, i3d.FEATURE_CHANNELS, (1, 1, 1), lay,
-        bias=True, batch_norm=False):
+        i3d.LOGITS_UNIT,
+        num_classes,
+        i3d.FEATURE_CHANNELS,
+        (1, 1, 1),
+        lay,
+        bias=True,
+        batch_norm=False,
+    ):
       yield i3d.LOGITS_UNIT, name, shape, role
 
 
-def release_inventory(layout: str, num_classes: Optional[int] = None,
-                      final_endpoint: str = 'Logits',
-                      with_momentum: bool = False) -> Dict[str, Tuple[int, ...]]:
+def release_inventory(
+    layout: str,
+    num_classes: Optional[int] = None,
+    final_endpoint: str = 'Logits',
+    with_momentum: bool = False,
+) -> Dict[str, Tuple[int, ...]]:
   """Release name -> shape of every tensor a checkpoint of `layout` holds.
 
   Args:
@@ -152,8 +176,9 @@ def release_inventory(layout: str, num_classes: Optional[int] = None,
   """
   lay = get_layout(layout)
   out = {}
-  for _, name, shape, role in unit_inventory(layout, num_classes,
-                                             final_endpoint):
+  for _, name, shape, role in unit_inventory(
+      layout, num_classes, final_endpoint
+  ):
     out[name] = shape
     if with_momentum and lay.has_momentum and role in ('w', 'b', 'beta'):
       out[name + MOMENTUM_SUFFIX] = shape
@@ -173,8 +198,9 @@ def _variable_for(unit: i3d.Unit3D, role: str) -> tf.Variable:
   return bn.moving_variance.average
 
 
-def variable_map(model: i3d.InceptionI3d, layout: str
-                 ) -> Dict[str, Tuple[tf.Variable, Tuple[int, ...]]]:
+def variable_map(
+    model: i3d.InceptionI3d, layout: str
+) -> Dict[str, Tuple[tf.Variable, Tuple[int, ...]]]:
   """Release name -> (model variable, release shape) for a built model.
 
   Raises:
@@ -183,10 +209,12 @@ def variable_map(model: i3d.InceptionI3d, layout: str
   if model.in_channels is None:
     raise CheckpointError(
         'The model has no variables yet: call '
-        '`model.create_variables(in_channels)` or run it once first.')
+        '`model.create_variables(in_channels)` or run it once first.'
+    )
   out = {}
   for unit_path, name, shape, role in unit_inventory(
-      layout, model.num_classes, model.final_endpoint):
+      layout, model.num_classes, model.final_endpoint
+  ):
     unit = model.units[unit_path]
     variable = _variable_for(unit, role)
     # The first conv's input channels come from the model, not the layout.
@@ -207,7 +235,8 @@ def detect_layout(names: Iterable[str]) -> str:
     return 'kinetics600'
   raise CheckpointError(
       'Cannot tell the checkpoint layout: no tensor starts with RGB/, Flow/ '
-      f'or Conv3d_1a_7x7/ (first names: {sorted(names)[:5]}).')
+      f'or Conv3d_1a_7x7/ (first names: {sorted(names)[:5]}).'
+  )
 
 
 def open_checkpoint(prefix: str) -> tf.train.CheckpointReader:
@@ -228,14 +257,16 @@ def open_checkpoint(prefix: str) -> tf.train.CheckpointReader:
       hint = ''
     raise CheckpointError(
         f'No checkpoint at {prefix!r}: {index} does not exist{hint}. Run '
-        '`python fetch_assets.py` to download the release checkpoints.')
+        '`python fetch_assets.py` to download the release checkpoints.'
+    )
   try:
     return tf.train.load_checkpoint(prefix)
   except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
     raise CheckpointError(
         f'Cannot read checkpoint {index}: it is truncated or corrupt '
         f'({type(e).__name__}: {_first_line(e)}). Delete it and run '
-        '`python fetch_assets.py` again.') from e
+        '`python fetch_assets.py` again.'
+    ) from e
 
 
 def _first_line(e: Exception) -> str:
@@ -243,63 +274,85 @@ def _first_line(e: Exception) -> str:
   return text.strip().splitlines()[0] if text.strip() else repr(e)
 
 
-def read_tensor(reader: tf.train.CheckpointReader, prefix: str,
-                name: str) -> np.ndarray:
+def read_tensor(
+    reader: tf.train.CheckpointReader, prefix: str, name: str
+) -> np.ndarray:
   try:
     return reader.get_tensor(name)
   except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
     raise CheckpointError(
         f'Cannot read tensor {name!r} from {prefix}.data-*: the data file is '
         f'truncated or corrupt ({type(e).__name__}: {_first_line(e)}). Delete '
-        'the checkpoint and run `python fetch_assets.py` again.') from e
+        'the checkpoint and run `python fetch_assets.py` again.'
+    ) from e
 
 
-def check_compatible(model: i3d.InceptionI3d, shapes: Mapping[str, List[int]],
-                     layout: str, source: str) -> None:
+def check_compatible(
+    model: i3d.InceptionI3d,
+    shapes: Mapping[str, List[int]],
+    layout: str,
+    source: str,
+) -> None:
   """Raises one CheckpointError listing every missing, unexpected or
   mismatched tensor between `model` and a checkpoint's name->shape map."""
   expected = variable_map(model, layout)
   full = release_inventory(layout, num_classes=model.num_classes)
   missing = sorted(n for n in expected if n not in shapes)
   unexpected = sorted(
-      n for n in shapes
-      if n not in expected and not n.endswith(MOMENTUM_SUFFIX)
-      and n not in full)
+      n
+      for n in shapes
+      if n not in expected and not n.endswith(MOMENTUM_SUFFIX) and n not in full
+  )
   mismatched = sorted(
-      (n, tuple(shapes[n]), want) for n, (_, want) in expected.items()
-      if n in shapes and tuple(shapes[n]) != want)
+      (n, tuple(shapes[n]), want)
+      for n, (_, want) in expected.items()
+      if n in shapes and tuple(shapes[n]) != want
+  )
   if not (missing or unexpected or mismatched):
     return
-  lines = [f'Checkpoint {source} (layout {layout!r}) does not match the model '
-           f'(num_classes={model.num_classes}, in_channels='
-           f'{model.in_channels}, final_endpoint={model.final_endpoint!r}):']
+  lines = [
+      f'Checkpoint {source} (layout {layout!r}) does not match the model '
+      f'(num_classes={model.num_classes}, in_channels='
+      f'{model.in_channels}, final_endpoint={model.final_endpoint!r}):'
+  ]
   logits_w = get_layout(layout).prefix + i3d.LOGITS_UNIT + '/conv_3d/w'
   for name, got, want in mismatched:
     if name == logits_w:
-      lines.append(f'  the checkpoint has {got[-1]} classes but the model has '
-                   f'{want[-1]}: build the model with num_classes={got[-1]}.')
+      lines.append(
+          f'  the checkpoint has {got[-1]} classes but the model has '
+          f'{want[-1]}: build the model with num_classes={got[-1]}.'
+      )
   conv1 = get_layout(layout).prefix + 'Conv3d_1a_7x7/conv_3d/w'
   for name, got, want in mismatched:
     if name == conv1:
-      lines.append(f'  the checkpoint takes {got[3]} input channels but the '
-                   f'model was built for {want[3]}: use an RGB checkpoint for '
-                   '3-channel input and a flow checkpoint for 2 channels.')
+      lines.append(
+          f'  the checkpoint takes {got[3]} input channels but the '
+          f'model was built for {want[3]}: use an RGB checkpoint for '
+          '3-channel input and a flow checkpoint for 2 channels.'
+      )
   if missing:
     lines.append(f'  {len(missing)} missing from the checkpoint:')
     lines += [f'    {n}' for n in missing]
   if unexpected:
-    lines.append(f'  {len(unexpected)} in the checkpoint but not in the '
-                 'model:')
+    lines.append(
+        f'  {len(unexpected)} in the checkpoint but not in the ' 'model:'
+    )
     lines += [f'    {n}' for n in unexpected]
   if mismatched:
     lines.append(f'  {len(mismatched)} with the wrong shape:')
-    lines += [f'    {n}: checkpoint {list(g)}, model {list(w)}'
-              for n, g, w in mismatched]
+    lines += [
+        f'    {n}: checkpoint {list(g)}, model {list(w)}'
+        for n, g, w in mismatched
+    ]
   raise CheckpointError('\n'.join(lines))
 
 
-def assign(model: i3d.InceptionI3d, tensors: Mapping[str, np.ndarray],
-           layout: str, source: str = 'the given tensors') -> None:
+def assign(
+    model: i3d.InceptionI3d,
+    tensors: Mapping[str, np.ndarray],
+    layout: str,
+    source: str = 'the given tensors',
+) -> None:
   """Assigns release-named arrays to a built model, strictly.
 
   Moving statistics are written to the Sonnet 2 EMA's `average` and `hidden`
@@ -310,7 +363,8 @@ def assign(model: i3d.InceptionI3d, tensors: Mapping[str, np.ndarray],
   check_compatible(model, shapes, layout, source)
   for name, (variable, _) in variable_map(model, layout).items():
     value = np.reshape(tensors[name], variable.shape).astype(
-        variable.dtype.as_numpy_dtype)
+        variable.dtype.as_numpy_dtype
+    )
     variable.assign(value)
   for unit in model.units.values():
     if unit.batch_norm is None:
@@ -321,8 +375,9 @@ def assign(model: i3d.InceptionI3d, tensors: Mapping[str, np.ndarray],
       ema._counter.assign(RESTORED_EMA_COUNTER)  # pylint: disable=protected-access
 
 
-def restore(model: i3d.InceptionI3d, prefix: str,
-            layout: Optional[str] = None) -> str:
+def restore(
+    model: i3d.InceptionI3d, prefix: str, layout: Optional[str] = None
+) -> str:
   """Restores a release-format checkpoint into `model`, strictly.
 
   Builds the model's variables first if needed (with the layout's input
@@ -348,22 +403,34 @@ def restore(model: i3d.InceptionI3d, prefix: str,
     model.create_variables(conv1[3] if conv1 else lay.in_channels)
   check_compatible(model, shapes, layout, prefix)
   if lay.has_momentum:
-    logging.info('%s: ignoring the /Momentum optimizer slots of the %s '
-                 'layout.', prefix, layout)
+    logging.info(
+        '%s: ignoring the /Momentum optimizer slots of the %s ' 'layout.',
+        prefix,
+        layout,
+    )
   if lay.bn_rank5:
-    logging.info('%s: reshaping the [1,1,1,1,C] BatchNorm tensors of the %s '
-                 'layout to [C].', prefix, layout)
-  tensors = {name: read_tensor(reader, prefix, name)
-             for name in variable_map(model, layout)}
+    logging.info(
+        '%s: reshaping the [1,1,1,1,C] BatchNorm tensors of the %s '
+        'layout to [C].',
+        prefix,
+        layout,
+    )
+  tensors = {
+      name: read_tensor(reader, prefix, name)
+      for name in variable_map(model, layout)
+  }
   assign(model, tensors, layout, source=prefix)
   return layout
 
 
-def export_tensors(model: i3d.InceptionI3d, layout: str
-                   ) -> Dict[str, np.ndarray]:
+def export_tensors(
+    model: i3d.InceptionI3d, layout: str
+) -> Dict[str, np.ndarray]:
   """Release name -> array, shaped as the release stores it."""
-  return {name: np.reshape(variable.numpy(), shape)
-          for name, (variable, shape) in variable_map(model, layout).items()}
+  return {
+      name: np.reshape(variable.numpy(), shape)
+      for name, (variable, shape) in variable_map(model, layout).items()
+  }
 
 
 def write_tensors(prefix: str, tensors: Mapping[str, np.ndarray]) -> None:
@@ -379,13 +446,14 @@ def write_tensors(prefix: str, tensors: Mapping[str, np.ndarray]) -> None:
   with tempfile.TemporaryDirectory(dir=folder, prefix='.tmp-ckpt-') as tmp:
     tmp_prefix = os.path.join(tmp, 'ckpt')
     tf.raw_ops.SaveV2(
-        prefix=tmp_prefix, tensor_names=names,
+        prefix=tmp_prefix,
+        tensor_names=names,
         shape_and_slices=[''] * len(names),
-        tensors=[tf.constant(tensors[n]) for n in names])
+        tensors=[tf.constant(tensors[n]) for n in names],
+    )
     data = [f for f in os.listdir(tmp) if f.startswith('ckpt.data-')]
     for f in sorted(data):
-      os.replace(os.path.join(tmp, f),
-                 prefix + f[len('ckpt'):])
+      os.replace(os.path.join(tmp, f), prefix + f[len('ckpt') :])
     os.replace(tmp_prefix + '.index', prefix + '.index')
 
 
@@ -394,9 +462,12 @@ def save(model: i3d.InceptionI3d, prefix: str, layout: str) -> None:
   write_tensors(prefix, export_tensors(model, layout))
 
 
-def synthetic_tensors(layout: str, seed: int = 0,
-                      num_classes: Optional[int] = None,
-                      with_momentum: bool = True) -> Dict[str, np.ndarray]:
+def synthetic_tensors(
+    layout: str,
+    seed: int = 0,
+    num_classes: Optional[int] = None,
+    with_momentum: bool = True,
+) -> Dict[str, np.ndarray]:
   """Random tensors with exactly a release checkpoint's names and shapes.
 
   The weights are He-scaled and the BatchNorm statistics are moderate, so
@@ -426,14 +497,16 @@ def synthetic_tensors(layout: str, seed: int = 0,
   return out
 
 
-def write_synthetic(prefix: str, layout: str, seed: int = 0,
-                    num_classes: Optional[int] = None) -> None:
+def write_synthetic(
+    prefix: str, layout: str, seed: int = 0, num_classes: Optional[int] = None
+) -> None:
   """Writes a synthetic checkpoint with the release's exact inventory."""
   write_tensors(prefix, synthetic_tensors(layout, seed, num_classes))
 
 
-def assign_synthetic(model: i3d.InceptionI3d, layout: str = 'rgb',
-                     seed: int = 0) -> None:
+def assign_synthetic(
+    model: i3d.InceptionI3d, layout: str = 'rgb', seed: int = 0
+) -> None:
   """Fills `model` with synthetic release-shaped weights (for tests/benchmarks).
 
   Builds the model's variables first if needed.
@@ -441,15 +514,21 @@ def assign_synthetic(model: i3d.InceptionI3d, layout: str = 'rgb',
   lay = get_layout(layout)
   if model.in_channels is None:
     model.create_variables(lay.in_channels)
-  tensors = synthetic_tensors(layout, seed, num_classes=model.num_classes,
-                              with_momentum=False)
+  tensors = synthetic_tensors(
+      layout, seed, num_classes=model.num_classes, with_momentum=False
+  )
   full = set(variable_map(model, layout))
-  assign(model, {n: v for n, v in tensors.items() if n in full}, layout,
-         source=f'synthetic {layout} weights (seed {seed})')
+  assign(
+      model,
+      {n: v for n, v in tensors.items() if n in full},
+      layout,
+      source=f'synthetic {layout} weights (seed {seed})',
+  )
 
 
-def load_model(prefix: str, final_endpoint: str = 'Logits',
-               layout: Optional[str] = None) -> i3d.InceptionI3d:
+def load_model(
+    prefix: str, final_endpoint: str = 'Logits', layout: Optional[str] = None
+) -> i3d.InceptionI3d:
   """Builds an InceptionI3d shaped like a checkpoint and restores it.
 
   The number of classes and input channels come from the checkpoint itself.
@@ -468,7 +547,8 @@ def load_model(prefix: str, final_endpoint: str = 'Logits',
   lay = get_layout(layout)
   logits_w = shapes.get(lay.prefix + i3d.LOGITS_UNIT + '/conv_3d/w')
   num_classes = logits_w[-1] if logits_w else lay.num_classes
-  model = i3d.InceptionI3d(num_classes=num_classes,
-                           final_endpoint=final_endpoint)
+  model = i3d.InceptionI3d(
+      num_classes=num_classes, final_endpoint=final_endpoint
+  )
   restore(model, prefix, layout)
   return model

@@ -66,17 +66,25 @@ def load_sample(path: str, stream: str) -> np.ndarray:
   try:
     sample = np.load(path, allow_pickle=False)
   except (OSError, ValueError) as e:
-    raise InputError(f'Cannot read the {stream} sample {path!r}: {e}. Run '
-                     '`python fetch_assets.py` to fetch it again.') from e
+    raise InputError(
+        f'Cannot read the {stream} sample {path!r}: {e}. Run '
+        '`python fetch_assets.py` to fetch it again.'
+    ) from e
   channels = assets.STREAM_CHANNELS[stream]
-  if (sample.ndim != 5 or sample.shape[-1] != channels
-      or sample.shape[2:4] != (224, 224)):
+  if (
+      sample.ndim != 5
+      or sample.shape[-1] != channels
+      or sample.shape[2:4] != (224, 224)
+  ):
     raise InputError(
         f'The {stream} sample {path!r} must be shaped [batch, frames, 224, '
-        f'224, {channels}]; got {list(sample.shape)}.')
+        f'224, {channels}]; got {list(sample.shape)}.'
+    )
   if not np.issubdtype(sample.dtype, np.floating):
-    raise InputError(f'The {stream} sample {path!r} must be float32 in '
-                     f'[-1, 1]; got dtype {sample.dtype}.')
+    raise InputError(
+        f'The {stream} sample {path!r} must be float32 in '
+        f'[-1, 1]; got dtype {sample.dtype}.'
+    )
   return sample.astype(np.float32, copy=False)
 
 
@@ -89,6 +97,7 @@ class Classification:
     labels: The class names.
     details: JSON-ready facts about the clip and the models.
   """
+
   logits: np.ndarray
   labels: Sequence[str]
   details: Dict[str, Any]
@@ -105,6 +114,7 @@ class ClipLogits:
     looped: Whether the clip was shorter than recipe.MIN_FRAMES and looped.
     streamed: Whether it ran in chunks (longer than one chunk).
   """
+
   logits: Dict[str, np.ndarray]
   num_frames: int
   frames_used: int
@@ -125,9 +135,11 @@ def _pieces(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
 _DONE = object()
 
 
-def _fan_out(frames: Iterable[Mapping[str, np.ndarray]],
-             consumers: Mapping[str, Callable[[Iterable[np.ndarray]], Any]],
-             max_queued: int) -> Dict[str, Any]:
+def _fan_out(
+    frames: Iterable[Mapping[str, np.ndarray]],
+    consumers: Mapping[str, Callable[[Iterable[np.ndarray]], Any]],
+    max_queued: int,
+) -> Dict[str, Any]:
   """Feeds each stream's frames to its consumer; returns their results.
 
   One consumer runs in this thread; the others each run in a thread of
@@ -180,8 +192,12 @@ def _fan_out(frames: Iterable[Mapping[str, np.ndarray]],
         q.put(frame[stream])
       yield frame[streams[0]]
 
-  threads = [threading.Thread(target=run, args=(s,), daemon=True,
-                              name=f'classification-{s}') for s in queues]
+  threads = [
+      threading.Thread(
+          target=run, args=(s,), daemon=True, name=f'classification-{s}'
+      )
+      for s in queues
+  ]
   for thread in threads:
     thread.start()
   try:
@@ -199,10 +215,14 @@ def _fan_out(frames: Iterable[Mapping[str, np.ndarray]],
   return results
 
 
-def clip_logits(predictors: Mapping[str, inference.Predictor], path: str,
-                start: Optional[float] = None, end: Optional[float] = None,
-                workers: Optional[int] = None,
-                progress: bool = False) -> ClipLogits:
+def clip_logits(
+    predictors: Mapping[str, inference.Predictor],
+    path: str,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    workers: Optional[int] = None,
+    progress: bool = False,
+) -> ClipLogits:
   """Each stream's logits of a whole clip, from one decoding pass.
 
   The whole clip is evaluated convolutionally in time, as in the paper. The
@@ -238,7 +258,8 @@ def clip_logits(predictors: Mapping[str, inference.Predictor], path: str,
       logits = {}
       for stream in streams:
         inputs, looped = recipe.loop_to_min_frames(
-            np.stack([f[stream] for f in head]), recipe.MIN_FRAMES)
+            np.stack([f[stream] for f in head]), recipe.MIN_FRAMES
+        )
         logits[stream] = predictors[stream].logits(inputs[np.newaxis])[0]
       return ClipLogits(logits, len(head), len(inputs), looped, False)
     num_frames = video.count_frames(path, start, end)
@@ -246,45 +267,63 @@ def clip_logits(predictors: Mapping[str, inference.Predictor], path: str,
     first = (head.popleft() for _ in range(len(head)))
     pending = itertools.chain(first, frames)
     if progress:
-      pending = tqdm.tqdm(pending, total=num_frames, unit='frame',
-                          desc=f'{"+".join(streams)} {os.path.basename(path)}',
-                          dynamic_ncols=True)
+      pending = tqdm.tqdm(
+          pending,
+          total=num_frames,
+          unit='frame',
+          desc=f'{"+".join(streams)} {os.path.basename(path)}',
+          dynamic_ncols=True,
+      )
 
     def consumer(stream: str):
       def consume(stream_frames: Iterable[np.ndarray]) -> np.ndarray:
         return predictors[stream].logits_stream(
-            _pieces(stream_frames, _STREAM_PIECE), num_frames=num_frames)
+            _pieces(stream_frames, _STREAM_PIECE), num_frames=num_frames
+        )
+
       return consume
 
     try:
-      logits = _fan_out(pending, {s: consumer(s) for s in streams},
-                        max_queued=PREFETCH_FRAMES)
+      logits = _fan_out(
+          pending, {s: consumer(s) for s in streams}, max_queued=PREFETCH_FRAMES
+      )
     except ValueError as e:
       if isinstance(e, video.VideoError):
         raise
-      raise video.VideoError(f'Cannot run {"+".join(streams)} on {path!r}: '
-                             f'{e}') from e
+      raise video.VideoError(
+          f'Cannot run {"+".join(streams)} on {path!r}: ' f'{e}'
+      ) from e
     return ClipLogits(logits, num_frames, num_frames, False, True)
   finally:
     frames.close()
 
 
-def _labels_and_predictors(resolved: assets.Resolved, label_map: str,
-                           inference_path: str,
-                           chunk_frames: Optional[int] = None):
+def _labels_and_predictors(
+    resolved: assets.Resolved,
+    label_map: str,
+    inference_path: str,
+    chunk_frames: Optional[int] = None,
+):
   predictors = inference.load_predictors(
-      resolved.prefixes, path=inference_path, chunk_frames=chunk_frames)
+      resolved.prefixes, path=inference_path, chunk_frames=chunk_frames
+  )
   labels = report.load_labels(label_map, resolved.num_classes)
   return labels, predictors
 
 
-def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
-                   checkpoint_dir: str, label_maps: Mapping[str, str],
-                   start: Optional[float] = None, end: Optional[float] = None,
-                   inference_path: str = inference.DEFAULT_PATH,
-                   chunk_frames: Optional[int] = None,
-                   workers: Optional[int] = None,
-                   progress: bool = False) -> Classification:
+def classify_video(
+    video_path: str,
+    eval_type: str,
+    imagenet_pretrained: bool,
+    checkpoint_dir: str,
+    label_maps: Mapping[str, str],
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    inference_path: str = inference.DEFAULT_PATH,
+    chunk_frames: Optional[int] = None,
+    workers: Optional[int] = None,
+    progress: bool = False,
+) -> Classification:
   """Classifies one video clip, streaming long ones in bounded memory.
 
   Args:
@@ -311,13 +350,21 @@ def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
   """
   resolved = assets.resolve(eval_type, imagenet_pretrained, checkpoint_dir)
   label_map = label_maps[f'kinetics{resolved.num_classes}']
-  _raise_if_missing({'label map': label_map,
-                     **assets.restore_files(resolved.prefixes)})
+  _raise_if_missing(
+      {'label map': label_map, **assets.restore_files(resolved.prefixes)}
+  )
   info = video.probe(video_path)  # A bad file fails before the models load.
   labels, predictors = _labels_and_predictors(
-      resolved, label_map, inference_path, chunk_frames)
-  result = clip_logits(predictors, video_path, start=start, end=end,
-                       workers=workers, progress=progress)
+      resolved, label_map, inference_path, chunk_frames
+  )
+  result = clip_logits(
+      predictors,
+      video_path,
+      start=start,
+      end=end,
+      workers=workers,
+      progress=progress,
+  )
   details = {
       'video': os.path.abspath(video_path),
       'eval_type': eval_type,
@@ -332,19 +379,26 @@ def classify_video(video_path: str, eval_type: str, imagenet_pretrained: bool,
       'looped': result.looped,
       'frames_used': result.frames_used,
       'streamed': result.streamed,
-      'source': {'width': info.width, 'height': info.height,
-                 'fps': info.fps, 'duration_s': info.duration,
-                 'codec': info.codec},
+      'source': {
+          'width': info.width,
+          'height': info.height,
+          'fps': info.fps,
+          'duration_s': info.duration,
+          'codec': info.codec,
+      },
       'inference_path': inference_path,
   }
   return Classification(sum(result.logits.values()), labels, details)
 
 
-def classify_arrays(eval_type: str, imagenet_pretrained: bool,
-                    checkpoint_dir: str, samples: Mapping[str, str],
-                    label_maps: Mapping[str, str],
-                    inference_path: str = inference.DEFAULT_PATH
-                    ) -> Classification:
+def classify_arrays(
+    eval_type: str,
+    imagenet_pretrained: bool,
+    checkpoint_dir: str,
+    samples: Mapping[str, str],
+    label_maps: Mapping[str, str],
+    inference_path: str = inference.DEFAULT_PATH,
+) -> Classification:
   """Classifies preprocessed inputs, as the release's sample script did.
 
   Args:
@@ -364,14 +418,24 @@ def classify_arrays(eval_type: str, imagenet_pretrained: bool,
   """
   resolved = assets.resolve(eval_type, imagenet_pretrained, checkpoint_dir)
   label_map = label_maps[f'kinetics{resolved.num_classes}']
-  _raise_if_missing({'label map': label_map,
-                     **{f'{s} sample': samples[s] for s in resolved.streams},
-                     **assets.restore_files(resolved.prefixes)})
-  labels, predictors = _labels_and_predictors(resolved, label_map,
-                                              inference_path)
-  total = sum(predictor.logits(load_sample(samples[stream], stream))
-              for stream, predictor in predictors.items())
-  details = {'eval_type': eval_type, 'streams': list(predictors),
-             'checkpoints': dict(resolved.checkpoints),
-             'inference_path': inference_path}
+  _raise_if_missing(
+      {
+          'label map': label_map,
+          **{f'{s} sample': samples[s] for s in resolved.streams},
+          **assets.restore_files(resolved.prefixes),
+      }
+  )
+  labels, predictors = _labels_and_predictors(
+      resolved, label_map, inference_path
+  )
+  total = sum(
+      predictor.logits(load_sample(samples[stream], stream))
+      for stream, predictor in predictors.items()
+  )
+  details = {
+      'eval_type': eval_type,
+      'streams': list(predictors),
+      'checkpoints': dict(resolved.checkpoints),
+      'inference_path': inference_path,
+  }
   return Classification(total[0], labels, details)

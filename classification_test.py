@@ -17,8 +17,12 @@ import testing
 import video
 
 
-class ClipLogitsTest(testing.FakeFlowMixin, testing.TempDirMixin, tf.test.TestCase,
-                     parameterized.TestCase):
+class ClipLogitsTest(
+    testing.FakeFlowMixin,
+    testing.TempDirMixin,
+    tf.test.TestCase,
+    parameterized.TestCase,
+):
 
   @classmethod
   def setUpClass(cls):
@@ -26,9 +30,12 @@ class ClipLogitsTest(testing.FakeFlowMixin, testing.TempDirMixin, tf.test.TestCa
     inference.configure_threads()
     cls.ckpt = testing.write_checkpoints(os.path.join(cls.tmp, 'ckpt'))
     cls.video = testing.write_moving_video(
-        os.path.join(cls.tmp, 'v.mp4'), 42, seed=1)
-    cls.prefixes = {s: assets.checkpoint_prefix(cls.ckpt, f'{s}_imagenet')
-                    for s in assets.STREAMS}
+        os.path.join(cls.tmp, 'v.mp4'), 42, seed=1
+    )
+    cls.prefixes = {
+        s: assets.checkpoint_prefix(cls.ckpt, f'{s}_imagenet')
+        for s in assets.STREAMS
+    }
 
   _cache = {}
 
@@ -36,9 +43,12 @@ class ClipLogitsTest(testing.FakeFlowMixin, testing.TempDirMixin, tf.test.TestCa
     """Fresh Predictors (a test may patch one) sharing cached models."""
     if chunk_frames not in self._cache:
       self._cache[chunk_frames] = inference.load_predictors(
-          self.prefixes, chunk_frames=chunk_frames)
-    return {s: inference.make_predictor(p.model, chunk_frames=chunk_frames)
-            for s, p in self._cache[chunk_frames].items()}
+          self.prefixes, chunk_frames=chunk_frames
+      )
+    return {
+        s: inference.make_predictor(p.model, chunk_frames=chunk_frames)
+        for s, p in self._cache[chunk_frames].items()
+    }
 
   def test_joint_decodes_the_file_once(self):
     opens, decoded, converted = [], [], []
@@ -49,11 +59,21 @@ class ClipLogitsTest(testing.FakeFlowMixin, testing.TempDirMixin, tf.test.TestCa
         decoded.append(frame)
         yield frame
 
-    with mock.patch.object(av, 'open', side_effect=lambda *a, **k: (
-        opens.append(a[0]) or real_open(*a, **k))), \
-         mock.patch.object(video, '_decode', counting_decode), \
-         mock.patch.object(video, '_to_rgb', side_effect=lambda *a: (
-             converted.append(1) or real_to_rgb(*a))):
+    with (
+        mock.patch.object(
+            av,
+            'open',
+            side_effect=lambda *a, **k: (
+                opens.append(a[0]) or real_open(*a, **k)
+            ),
+        ),
+        mock.patch.object(video, '_decode', counting_decode),
+        mock.patch.object(
+            video,
+            '_to_rgb',
+            side_effect=lambda *a: (converted.append(1) or real_to_rgb(*a)),
+        ),
+    ):
       # 42 frames in chunks of 16: streamed, so the length is counted first.
       result = classification.clip_logits(self.predictors(16), self.video)
     self.assertTrue(result.streamed)
@@ -74,21 +94,27 @@ class ClipLogitsTest(testing.FakeFlowMixin, testing.TempDirMixin, tf.test.TestCa
     inputs = recipe.preprocess(self.video, workers=1)
     whole_predictors = self.predictors(64)
     for stream in assets.STREAMS:
-      self.assertAllClose(streamed.logits[stream], whole.logits[stream],
-                          atol=1e-4, rtol=0)
+      self.assertAllClose(
+          streamed.logits[stream], whole.logits[stream], atol=1e-4, rtol=0
+      )
       expected = whole_predictors[stream].logits(inputs[stream])[0]
       self.assertAllClose(whole.logits[stream], expected, atol=1e-5, rtol=0)
 
   def test_short_clip_is_looped(self):
     short = testing.write_moving_video(os.path.join(self.tmp, 's.mp4'), 6)
     result = classification.clip_logits(self.predictors(16), short)
-    self.assertEqual((result.num_frames, result.frames_used, result.looped),
-                     (6, recipe.MIN_FRAMES, True))
+    self.assertEqual(
+        (result.num_frames, result.frames_used, result.looped),
+        (6, recipe.MIN_FRAMES, True),
+    )
 
   def test_a_failing_stream_fails_the_clip(self):
     predictors = self.predictors(16)
-    with mock.patch.object(predictors['flow'], 'logits_stream',
-                           side_effect=RuntimeError('flow broke')):
+    with mock.patch.object(
+        predictors['flow'],
+        'logits_stream',
+        side_effect=RuntimeError('flow broke'),
+    ):
       with self.assertRaisesRegex(RuntimeError, 'flow broke'):
         classification.clip_logits(predictors, self.video)
 
@@ -100,23 +126,28 @@ class LoadSampleTest(testing.TempDirMixin, tf.test.TestCase):
     np.save(path, np.zeros([1, 9, 224, 224, 2], np.float32))
     with self.assertRaisesRegex(
         classification.InputError,
-        re.escape('must be shaped [batch, frames, 224, 224, 3]; got '
-                  '[1, 9, 224, 224, 2]')):
+        re.escape(
+            'must be shaped [batch, frames, 224, 224, 3]; got '
+            '[1, 9, 224, 224, 2]'
+        ),
+    ):
       classification.load_sample(path, 'rgb')
 
   def test_unreadable(self):
     path = os.path.join(self.tmp, 'junk.npy')
     with open(path, 'w') as f:
       f.write('junk')
-    with self.assertRaisesRegex(classification.InputError,
-                                'Cannot read the flow sample'):
+    with self.assertRaisesRegex(
+        classification.InputError, 'Cannot read the flow sample'
+    ):
       classification.load_sample(path, 'flow')
 
   def test_integer_dtype(self):
     path = os.path.join(self.tmp, 'int.npy')
     np.save(path, np.zeros([1, 9, 224, 224, 3], np.int32))
-    with self.assertRaisesRegex(classification.InputError,
-                                'must be float32 in .* got dtype int32'):
+    with self.assertRaisesRegex(
+        classification.InputError, 'must be float32 in .* got dtype int32'
+    ):
       classification.load_sample(path, 'rgb')
 
 

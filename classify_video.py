@@ -63,61 +63,97 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 _DATA = os.path.join(_ROOT, 'data')
 
 _VIDEO = flags.DEFINE_string(
-    'video', None, 'The video file to classify (mp4, avi, webm, mkv, mov, '
-    '...).')
+    'video',
+    None,
+    'The video file to classify (mp4, avi, webm, mkv, mov, ' '...).',
+)
 _EVAL_TYPE = flags.DEFINE_enum(
-    'eval_type', 'rgb', list(assets.EVAL_TYPES),
+    'eval_type',
+    'rgb',
+    list(assets.EVAL_TYPES),
     'Which model: rgb, flow, joint (RGB + Flow logits summed) or rgb600 (the '
     'Kinetics-600 RGB model). flow and joint compute TV-L1 flow, about 1 s '
-    'per frame per core.')
+    'per frame per core.',
+)
 _IMAGENET_PRETRAINED = flags.DEFINE_boolean(
-    'imagenet_pretrained', True,
+    'imagenet_pretrained',
+    True,
     'Use the checkpoints whose 2D weights were inflated from ImageNet '
     '(*_imagenet) rather than those trained from scratch (*_scratch). Write '
     '--imagenet_pretrained=false or --noimagenet_pretrained. Ignored for '
-    'rgb600, which has only a from-scratch checkpoint.')
+    'rgb600, which has only a from-scratch checkpoint.',
+)
 _CHECKPOINT_DIR = flags.DEFINE_string(
-    'checkpoint_dir', os.path.join(_DATA, 'checkpoints'),
-    'Folder holding the release checkpoints as <name>/model.ckpt.*.')
+    'checkpoint_dir',
+    os.path.join(_DATA, 'checkpoints'),
+    'Folder holding the release checkpoints as <name>/model.ckpt.*.',
+)
 _LABEL_MAP = flags.DEFINE_string(
-    'label_map', os.path.join(_DATA, 'label_map.txt'),
-    'Kinetics-400 class names, one per line.')
+    'label_map',
+    os.path.join(_DATA, 'label_map.txt'),
+    'Kinetics-400 class names, one per line.',
+)
 _LABEL_MAP_600 = flags.DEFINE_string(
-    'label_map_600', os.path.join(_DATA, 'label_map_600.txt'),
-    'Kinetics-600 class names, one per line (for --eval_type=rgb600).')
+    'label_map_600',
+    os.path.join(_DATA, 'label_map_600.txt'),
+    'Kinetics-600 class names, one per line (for --eval_type=rgb600).',
+)
 _INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path', inference.DEFAULT_PATH, list(inference.PATHS),
+    'inference_path',
+    inference.DEFAULT_PATH,
+    list(inference.PATHS),
     'How to run the network: "fast" folds BatchNorm into the convolutions '
-    '(same logits to 1e-4); "plain" runs the Sonnet module as built.')
+    '(same logits to 1e-4); "plain" runs the Sonnet module as built.',
+)
 _START = flags.DEFINE_float(
-    'start', None, 'Clip start in seconds; default: the start of the video.')
+    'start', None, 'Clip start in seconds; default: the start of the video.'
+)
 _END = flags.DEFINE_float(
-    'end', None, 'Clip end in seconds; default: the end of the video.')
+    'end', None, 'Clip end in seconds; default: the end of the video.'
+)
 _JSON_OUT = flags.DEFINE_string(
-    'json_out', None, 'Also write the report and the clip\'s details here as '
-    'JSON.')
+    'json_out',
+    None,
+    "Also write the report and the clip's details here as " 'JSON.',
+)
 _CHART_OUT = flags.DEFINE_string(
-    'chart_out', None, 'Also save a PNG bar chart of the top classes here.')
+    'chart_out', None, 'Also save a PNG bar chart of the top classes here.'
+)
 _TOP_K = flags.DEFINE_integer(
-    'top_k', 10, 'Classes in the --chart_out chart (the printed report always '
-    'has the release\'s 20).', lower_bound=1)
+    'top_k',
+    10,
+    'Classes in the --chart_out chart (the printed report always '
+    "has the release's 20).",
+    lower_bound=1,
+)
 _CHUNK_FRAMES = flags.DEFINE_integer(
-    'chunk_frames', inference.DEFAULT_CHUNK_FRAMES,
+    'chunk_frames',
+    inference.DEFAULT_CHUNK_FRAMES,
     'Frames per chunk when streaming a long video (a multiple of 8); memory '
-    'grows linearly with it.', lower_bound=8)
+    'grows linearly with it.',
+    lower_bound=8,
+)
 _PROGRESS = flags.DEFINE_boolean(
-    'progress', True, 'Show a progress bar over the frames of a long clip '
-    '(longer than --chunk_frames) on stderr.')
+    'progress',
+    True,
+    'Show a progress bar over the frames of a long clip '
+    '(longer than --chunk_frames) on stderr.',
+)
 _FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers', None, 'Processes for TV-L1 flow; default: all cores.',
-    lower_bound=1)
+    'flow_workers',
+    None,
+    'Processes for TV-L1 flow; default: all cores.',
+    lower_bound=1,
+)
 
 
 def _hint(error: Exception) -> str:
   """The library's message, with the flags that point at missing files."""
   if isinstance(error, FileNotFoundError):
-    return (f'{error}\nPass other paths with --checkpoint_dir, --label_map or '
-            '--label_map_600.')
+    return (
+        f'{error}\nPass other paths with --checkpoint_dir, --label_map or '
+        '--label_map_600.'
+    )
   return str(error)
 
 
@@ -126,50 +162,81 @@ def main(argv: Sequence[str]) -> int:
     raise app.UsageError(
         f'Unexpected positional arguments {argv[1:]}. Pass the video as '
         '--video=PATH; flags take their value after "=": write '
-        '--imagenet_pretrained=false (or --noimagenet_pretrained).')
+        '--imagenet_pretrained=false (or --noimagenet_pretrained).'
+    )
   if not _VIDEO.value:
     raise app.UsageError('--video is required: --video=PATH.')
   if _CHUNK_FRAMES.value % 8:
-    raise app.UsageError(f'--chunk_frames must be a multiple of 8; got '
-                         f'{_CHUNK_FRAMES.value}.')
+    raise app.UsageError(
+        f'--chunk_frames must be a multiple of 8; got '
+        f'{_CHUNK_FRAMES.value}.'
+    )
   inference.configure_threads()
   try:
     result = classification.classify_video(
-        _VIDEO.value, _EVAL_TYPE.value, _IMAGENET_PRETRAINED.value,
+        _VIDEO.value,
+        _EVAL_TYPE.value,
+        _IMAGENET_PRETRAINED.value,
         _CHECKPOINT_DIR.value,
-        label_maps={'kinetics400': _LABEL_MAP.value,
-                    'kinetics600': _LABEL_MAP_600.value},
-        start=_START.value, end=_END.value,
+        label_maps={
+            'kinetics400': _LABEL_MAP.value,
+            'kinetics600': _LABEL_MAP_600.value,
+        },
+        start=_START.value,
+        end=_END.value,
         inference_path=_INFERENCE_PATH.value,
-        chunk_frames=_CHUNK_FRAMES.value, workers=_FLOW_WORKERS.value,
-        progress=_PROGRESS.value)
-  except (FileNotFoundError, video.VideoError, checkpoints.CheckpointError,
-          report.LabelError) as e:
+        chunk_frames=_CHUNK_FRAMES.value,
+        workers=_FLOW_WORKERS.value,
+        progress=_PROGRESS.value,
+    )
+  except (
+      FileNotFoundError,
+      video.VideoError,
+      checkpoints.CheckpointError,
+      report.LabelError,
+  ) as e:
     print(f'classify_video: error: {_hint(e)}', file=sys.stderr)
     return 1
   d = result.details
-  print(f'{_VIDEO.value}: {d["frames"]} frames at {d["fps"]:g} fps '
-        f'({d["duration_s"]:.2f} s), {"+".join(d["streams"])} '
-        f'({", ".join(d["checkpoints"].values())})', file=sys.stderr)
+  print(
+      f'{_VIDEO.value}: {d["frames"]} frames at {d["fps"]:g} fps '
+      f'({d["duration_s"]:.2f} s), {"+".join(d["streams"])} '
+      f'({", ".join(d["checkpoints"].values())})',
+      file=sys.stderr,
+  )
   if d['looped']:
-    print(f'Looped: the clip has {d["frames"]} frames, fewer than the '
-          f'{recipe.MIN_FRAMES} that I3D needs; it was repeated from its start '
-          f'to {d["frames_used"]} frames.', file=sys.stderr)
+    print(
+        f'Looped: the clip has {d["frames"]} frames, fewer than the '
+        f'{recipe.MIN_FRAMES} that I3D needs; it was repeated from its start '
+        f'to {d["frames_used"]} frames.',
+        file=sys.stderr,
+    )
   sys.stdout.write(report.format_report(result.logits, result.labels))
   try:
     if _JSON_OUT.value:
-      fileio.write_json(_JSON_OUT.value, report.report_dict(
-          result.logits, result.labels, **d))
+      fileio.write_json(
+          _JSON_OUT.value, report.report_dict(result.logits, result.labels, **d)
+      )
     if _CHART_OUT.value:
-      os.makedirs(os.path.dirname(os.path.abspath(_CHART_OUT.value)),
-                  exist_ok=True)
+      os.makedirs(
+          os.path.dirname(os.path.abspath(_CHART_OUT.value)), exist_ok=True
+      )
       report.save_bar_chart(
-          _CHART_OUT.value, result.logits, result.labels, k=_TOP_K.value,
-          title=(f'{os.path.basename(_VIDEO.value)}: top {_TOP_K.value} '
-                 f'classes ({_EVAL_TYPE.value})'))
+          _CHART_OUT.value,
+          result.logits,
+          result.labels,
+          k=_TOP_K.value,
+          title=(
+              f'{os.path.basename(_VIDEO.value)}: top {_TOP_K.value} '
+              f'classes ({_EVAL_TYPE.value})'
+          ),
+      )
   except OSError as e:
-    print(f'classify_video: error: cannot write an output: {e}; check the '
-          'folder of --json_out and --chart_out.', file=sys.stderr)
+    print(
+        f'classify_video: error: cannot write an output: {e}; check the '
+        'folder of --json_out and --chart_out.',
+        file=sys.stderr,
+    )
     return 1
   return 0
 

@@ -37,8 +37,10 @@ _PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 
 def _report_pattern(rows: int = 20) -> str:
   row = r'\S+ \S+ synthetic class \d+\n'
-  return (r'Norm of logits: \d+\.\d{6}\n\nTop classes and probabilities\n'
-          f'(?:{row}){{{rows}}}')
+  return (
+      r'Norm of logits: \d+\.\d{6}\n\nTop classes and probabilities\n'
+      f'(?:{row}){{{rows}}}'
+  )
 
 
 class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
@@ -53,10 +55,12 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
     with open(cls.labels, 'w') as f:
       f.write(''.join(f'synthetic class {i}\n' for i in range(400)))
     videos = os.path.join(cls.tmp, 'videos')
-    cls.long = testing.write_moving_video(os.path.join(videos, 'long.mp4'),
-                                         42, seed=1)
-    cls.short = testing.write_moving_video(os.path.join(videos, 'short.mp4'),
-                                          6, seed=2)
+    cls.long = testing.write_moving_video(
+        os.path.join(videos, 'long.mp4'), 42, seed=1
+    )
+    cls.short = testing.write_moving_video(
+        os.path.join(videos, 'short.mp4'), 6, seed=2
+    )
     cls.bad = os.path.join(videos, 'bad.mp4')
     with open(cls.bad, 'wb') as f:
       f.write(b'not a video at all\n' * 50)
@@ -68,15 +72,24 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
 
   def classify(self, path, eval_type='rgb', **kwargs):
     return classification.classify_video(
-        path, eval_type, True, self.ckpt,
+        path,
+        eval_type,
+        True,
+        self.ckpt,
         label_maps={'kinetics400': self.labels, 'kinetics600': self.labels},
-        **kwargs)
+        **kwargs,
+    )
 
   def run_command(self, script, *args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
     return subprocess.run(
         [sys.executable, os.path.join(_ROOT, script), *args],
-        capture_output=True, text=True, env=env, cwd=self.tmp, timeout=300)
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=self.tmp,
+        timeout=300,
+    )
 
   # ---- in process ----------------------------------------------------------
 
@@ -88,7 +101,8 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(got.details['frames'], 42)
     rgb = recipe.preprocess(self.long, streams=('rgb',))['rgb']
     model = checkpoints.load_model(
-        assets.checkpoint_prefix(self.ckpt, 'rgb_imagenet'))
+        assets.checkpoint_prefix(self.ckpt, 'rgb_imagenet')
+    )
     whole = model(tf.constant(rgb), is_training=False)[0].numpy()[0]
     self.assertAllClose(got.logits, whole, atol=1e-4, rtol=0)
 
@@ -105,25 +119,32 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
   def test_clip_times(self):
     got = self.classify(self.long, start=0.4, end=1.2)
     self.assertEqual(got.details['frames'], 20)
-    rgb = recipe.preprocess(self.long, streams=('rgb',), start=0.4,
-                           end=1.2)['rgb']
+    rgb = recipe.preprocess(self.long, streams=('rgb',), start=0.4, end=1.2)[
+        'rgb'
+    ]
     predictor = inference.load_predictors(
-        {'rgb': assets.checkpoint_prefix(self.ckpt, 'rgb_imagenet')})['rgb']
-    self.assertAllClose(got.logits, predictor.logits(rgb)[0], atol=1e-4,
-                        rtol=0)
+        {'rgb': assets.checkpoint_prefix(self.ckpt, 'rgb_imagenet')}
+    )['rgb']
+    self.assertAllClose(got.logits, predictor.logits(rgb)[0], atol=1e-4, rtol=0)
 
   def test_missing_checkpoint_says_what_to_pass(self):
     with self.assertRaisesRegex(
-        FileNotFoundError, r'(?s)Missing input files:.*flow checkpoint index.*'
-        r'given by their paths'):
+        FileNotFoundError,
+        r'(?s)Missing input files:.*flow checkpoint index.*'
+        r'given by their paths',
+    ):
       classification.classify_video(
-          self.long, 'joint', False, self.ckpt,
-          label_maps={'kinetics400': self.labels,
-                      'kinetics600': self.labels})
+          self.long,
+          'joint',
+          False,
+          self.ckpt,
+          label_maps={'kinetics400': self.labels, 'kinetics600': self.labels},
+      )
 
   def test_bad_file_fails_before_loading_models(self):
-    with self.assertRaisesRegex(video.VideoError,
-                                'Cannot read ' + re.escape(repr(self.bad))):
+    with self.assertRaisesRegex(
+        video.VideoError, 'Cannot read ' + re.escape(repr(self.bad))
+    ):
       self.classify(self.bad)
 
   # ---- the commands --------------------------------------------------------
@@ -132,9 +153,15 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
     json_out = os.path.join(self.tmp, 'out', 'long.json')
     chart_out = os.path.join(self.tmp, 'out', 'long.png')
     done = self.run_command(
-        'classify_video.py', f'--video={self.long}', '--eval_type=rgb',
-        f'--checkpoint_dir={self.ckpt}', f'--label_map={self.labels}',
-        f'--json_out={json_out}', f'--chart_out={chart_out}', '--top_k=5')
+        'classify_video.py',
+        f'--video={self.long}',
+        '--eval_type=rgb',
+        f'--checkpoint_dir={self.ckpt}',
+        f'--label_map={self.labels}',
+        f'--json_out={json_out}',
+        f'--chart_out={chart_out}',
+        '--top_k=5',
+    )
     self.assertEqual(done.returncode, 0, done.stderr)
     self.assertRegex(done.stdout, '^' + _report_pattern() + '$')
     self.assertNotIn('Looped', done.stderr)
@@ -142,24 +169,33 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
     expected = self.classify(self.long)
     rows = [line.split(' ', 2) for line in done.stdout.split('\n')[3:23]]
     top = report.top_classes(expected.logits, expected.labels)
-    self.assertEqual([label for _, _, label in rows],
-                     [row['label'] for row in top])
-    self.assertAllClose([float(logit) for _, logit, _ in rows],
-                        [row['logit'] for row in top], atol=1e-4, rtol=0)
+    self.assertEqual(
+        [label for _, _, label in rows], [row['label'] for row in top]
+    )
+    self.assertAllClose(
+        [float(logit) for _, logit, _ in rows],
+        [row['logit'] for row in top],
+        atol=1e-4,
+        rtol=0,
+    )
     norm = float(re.match(r'Norm of logits: (\S+)', done.stdout)[1])
     self.assertAllClose(norm, np.linalg.norm(expected.logits), atol=1e-3)
     with open(json_out) as f:
       record = json.load(f)
     self.assertEqual(record['video'], self.long)
-    self.assertEqual((record['frames'], record['fps'], record['duration_s']),
-                     (42, 25.0, 1.68))
+    self.assertEqual(
+        (record['frames'], record['fps'], record['duration_s']),
+        (42, 25.0, 1.68),
+    )
     self.assertEqual(record['streams'], ['rgb'])
     self.assertEqual(record['checkpoints'], {'rgb': 'rgb_imagenet'})
     self.assertFalse(record['looped'])
     self.assertLen(record['top_classes'], 20)
-    self.assertAllClose([r['logit'] for r in record['top_classes']],
-                        [float(line.split(' ')[1]) for line in
-                         done.stdout.split('\n')[3:23]], atol=1e-5)
+    self.assertAllClose(
+        [r['logit'] for r in record['top_classes']],
+        [float(line.split(' ')[1]) for line in done.stdout.split('\n')[3:23]],
+        atol=1e-5,
+    )
     with open(chart_out, 'rb') as f:
       self.assertEqual(f.read(8), _PNG_SIGNATURE)
     with Image.open(chart_out) as image:
@@ -168,47 +204,71 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
   def test_classify_joint_loops_a_short_clip(self):
     json_out = os.path.join(self.tmp, 'out', 'short.json')
     done = self.run_command(
-        'classify_video.py', f'--video={self.short}', '--eval_type=joint',
-        f'--checkpoint_dir={self.ckpt}', f'--label_map={self.labels}',
-        f'--json_out={json_out}')
+        'classify_video.py',
+        f'--video={self.short}',
+        '--eval_type=joint',
+        f'--checkpoint_dir={self.ckpt}',
+        f'--label_map={self.labels}',
+        f'--json_out={json_out}',
+    )
     self.assertEqual(done.returncode, 0, done.stderr)
     self.assertRegex(done.stdout, '^' + _report_pattern() + '$')
-    self.assertRegex(done.stderr, r'Looped: the clip has 6 frames, fewer '
-                     r'than the 9 .* to 9 frames')
+    self.assertRegex(
+        done.stderr,
+        r'Looped: the clip has 6 frames, fewer ' r'than the 9 .* to 9 frames',
+    )
     with open(json_out) as f:
       record = json.load(f)
     self.assertEqual(record['streams'], ['rgb', 'flow'])
-    self.assertEqual(record['checkpoints'],
-                     {'rgb': 'rgb_imagenet', 'flow': 'flow_imagenet'})
-    self.assertEqual((record['looped'], record['frames'],
-                      record['frames_used']), (True, 6, 9))
+    self.assertEqual(
+        record['checkpoints'], {'rgb': 'rgb_imagenet', 'flow': 'flow_imagenet'}
+    )
+    self.assertEqual(
+        (record['looped'], record['frames'], record['frames_used']),
+        (True, 6, 9),
+    )
 
   def test_classify_bad_file(self):
-    done = self.run_command('classify_video.py', f'--video={self.bad}',
-                            f'--checkpoint_dir={self.ckpt}',
-                            f'--label_map={self.labels}')
+    done = self.run_command(
+        'classify_video.py',
+        f'--video={self.bad}',
+        f'--checkpoint_dir={self.ckpt}',
+        f'--label_map={self.labels}',
+    )
     self.assertEqual(done.returncode, 1)
-    self.assertRegex(done.stderr, '(?m)^classify_video: error: Cannot read ' +
-                     re.escape(repr(self.bad)) + ' as a video')
+    self.assertRegex(
+        done.stderr,
+        '(?m)^classify_video: error: Cannot read '
+        + re.escape(repr(self.bad))
+        + ' as a video',
+    )
     self.assertNotIn('Traceback', done.stderr)
     self.assertEqual(done.stdout, '')
 
   def test_extract_features_command(self):
     out = os.path.join(self.tmp, 'features')
-    args = ['extract_features.py', f'--inputs={os.path.dirname(self.long)}',
-            f'--output_dir={out}', f'--checkpoint_dir={self.ckpt}',
-            '--endpoint=Mixed_4f', '--window=16', '--stride=16']
+    args = [
+        'extract_features.py',
+        f'--inputs={os.path.dirname(self.long)}',
+        f'--output_dir={out}',
+        f'--checkpoint_dir={self.ckpt}',
+        '--endpoint=Mixed_4f',
+        '--window=16',
+        '--stride=16',
+    ]
     done = self.run_command(*args)
     self.assertEqual(done.returncode, 1, done.stderr)  # bad.mp4 fails.
-    self.assertIn('3 videos: 2 extracted, 0 already done, 1 failed.',
-                  done.stdout)
-    self.assertRegex(done.stdout, 'Failed:\n  ' + re.escape(self.bad) +
-                     ': Cannot read')
+    self.assertIn(
+        '3 videos: 2 extracted, 0 already done, 1 failed.', done.stdout
+    )
+    self.assertRegex(
+        done.stdout, 'Failed:\n  ' + re.escape(self.bad) + ': Cannot read'
+    )
     self.assertIn('videos: 100%', done.stderr)  # The progress bar.
-    self.assertEqual(np.load(os.path.join(out, 'long_rgb.npy')).shape,
-                     (3, 832))
-    self.assertEqual(np.load(os.path.join(out, 'short_rgb.npy')).shape,
-                     (1, 832))
+    self.assertEqual(np.load(os.path.join(out, 'long_rgb.npy')).shape, (3, 832))
+    self.assertEqual(
+        np.load(os.path.join(out, 'short_rgb.npy')).shape, (1, 832)
+    )
     mtime = os.stat(os.path.join(out, 'long_rgb.npy')).st_mtime_ns
     os.remove(self.bad)
     try:
@@ -217,18 +277,27 @@ class ClassifyVideoTest(tf.test.TestCase, parameterized.TestCase):
       with open(self.bad, 'wb') as f:
         f.write(b'not a video at all\n' * 50)
     self.assertEqual(done.returncode, 0, done.stderr)
-    self.assertIn('2 videos: 0 extracted, 2 already done, 0 failed.',
-                  done.stdout)
-    self.assertEqual(os.stat(os.path.join(out, 'long_rgb.npy')).st_mtime_ns,
-                     mtime)
+    self.assertIn(
+        '2 videos: 0 extracted, 2 already done, 0 failed.', done.stdout
+    )
+    self.assertEqual(
+        os.stat(os.path.join(out, 'long_rgb.npy')).st_mtime_ns, mtime
+    )
 
   def test_extract_features_usage_error(self):
     done = self.run_command(
-        'extract_features.py', f'--inputs={os.path.dirname(self.long)}',
-        f'--output_dir={self.tmp}/unused', '--endpoint=Logits', '--window=8')
+        'extract_features.py',
+        f'--inputs={os.path.dirname(self.long)}',
+        f'--output_dir={self.tmp}/unused',
+        '--endpoint=Logits',
+        '--window=8',
+    )
     self.assertEqual(done.returncode, 2)
-    self.assertIn('--window must be an int of at least 9 frames for endpoint '
-                  "'Logits'; got 8", done.stderr)
+    self.assertIn(
+        '--window must be an int of at least 9 frames for endpoint '
+        "'Logits'; got 8",
+        done.stderr,
+    )
     self.assertNotIn('Traceback', done.stderr)
 
 

@@ -36,54 +36,85 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 _DATA = os.path.join(_ROOT, 'data')
 
 _EVAL_TYPE = flags.DEFINE_enum(
-    'eval_type', 'joint', list(assets.EVAL_TYPES),
+    'eval_type',
+    'joint',
+    list(assets.EVAL_TYPES),
     'Which model: rgb, flow, joint (RGB + Flow logits summed) or rgb600 (the '
-    'Kinetics-600 RGB model).')
+    'Kinetics-600 RGB model).',
+)
 _IMAGENET_PRETRAINED = flags.DEFINE_boolean(
-    'imagenet_pretrained', True,
+    'imagenet_pretrained',
+    True,
     'Use the checkpoints whose 2D weights were inflated from ImageNet '
     '(*_imagenet) rather than those trained from scratch (*_scratch). Write '
     '--imagenet_pretrained=false or --noimagenet_pretrained. Ignored for '
-    'rgb600, which has only a from-scratch checkpoint.')
+    'rgb600, which has only a from-scratch checkpoint.',
+)
 _CHECKPOINT_DIR = flags.DEFINE_string(
-    'checkpoint_dir', os.path.join(_DATA, 'checkpoints'),
-    'Folder holding the release checkpoints as <name>/model.ckpt.*.')
+    'checkpoint_dir',
+    os.path.join(_DATA, 'checkpoints'),
+    'Folder holding the release checkpoints as <name>/model.ckpt.*.',
+)
 _RGB_SAMPLE = flags.DEFINE_string(
-    'rgb_sample', os.path.join(_DATA, 'v_CricketShot_g04_c01_rgb.npy'),
-    'RGB input, float32 [1, T, 224, 224, 3] in [-1, 1].')
+    'rgb_sample',
+    os.path.join(_DATA, 'v_CricketShot_g04_c01_rgb.npy'),
+    'RGB input, float32 [1, T, 224, 224, 3] in [-1, 1].',
+)
 _FLOW_SAMPLE = flags.DEFINE_string(
-    'flow_sample', os.path.join(_DATA, 'v_CricketShot_g04_c01_flow.npy'),
-    'Flow input, float32 [1, T, 224, 224, 2] in [-1, 1].')
+    'flow_sample',
+    os.path.join(_DATA, 'v_CricketShot_g04_c01_flow.npy'),
+    'Flow input, float32 [1, T, 224, 224, 2] in [-1, 1].',
+)
 _LABEL_MAP = flags.DEFINE_string(
-    'label_map', os.path.join(_DATA, 'label_map.txt'),
-    'Kinetics-400 class names, one per line.')
+    'label_map',
+    os.path.join(_DATA, 'label_map.txt'),
+    'Kinetics-400 class names, one per line.',
+)
 _LABEL_MAP_600 = flags.DEFINE_string(
-    'label_map_600', os.path.join(_DATA, 'label_map_600.txt'),
-    'Kinetics-600 class names, one per line (for --eval_type=rgb600).')
+    'label_map_600',
+    os.path.join(_DATA, 'label_map_600.txt'),
+    'Kinetics-600 class names, one per line (for --eval_type=rgb600).',
+)
 _INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path', inference.DEFAULT_PATH, list(inference.PATHS),
+    'inference_path',
+    inference.DEFAULT_PATH,
+    list(inference.PATHS),
     'How to run the network: "fast" folds BatchNorm into the convolutions '
-    '(same logits to 1e-4); "plain" runs the Sonnet module as built.')
+    '(same logits to 1e-4); "plain" runs the Sonnet module as built.',
+)
+
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(
         f'Unexpected positional arguments {argv[1:]}. Flags take their value '
         'after "=": write --imagenet_pretrained=false (or '
-        '--noimagenet_pretrained), not "--imagenet_pretrained false".')
+        '--noimagenet_pretrained), not "--imagenet_pretrained false".'
+    )
   inference.configure_threads()
   try:
     result = classification.classify_arrays(
-        _EVAL_TYPE.value, _IMAGENET_PRETRAINED.value, _CHECKPOINT_DIR.value,
+        _EVAL_TYPE.value,
+        _IMAGENET_PRETRAINED.value,
+        _CHECKPOINT_DIR.value,
         samples={'rgb': _RGB_SAMPLE.value, 'flow': _FLOW_SAMPLE.value},
-        label_maps={'kinetics400': _LABEL_MAP.value,
-                    'kinetics600': _LABEL_MAP_600.value},
-        inference_path=_INFERENCE_PATH.value)
-  except (FileNotFoundError, checkpoints.CheckpointError,
-          classification.InputError, report.LabelError) as e:
+        label_maps={
+            'kinetics400': _LABEL_MAP.value,
+            'kinetics600': _LABEL_MAP_600.value,
+        },
+        inference_path=_INFERENCE_PATH.value,
+    )
+  except (
+      FileNotFoundError,
+      checkpoints.CheckpointError,
+      classification.InputError,
+      report.LabelError,
+  ) as e:
     if isinstance(e, FileNotFoundError):
-      e = (f'{e}\nPass other paths with --checkpoint_dir, --rgb_sample, '
-           '--flow_sample, --label_map or --label_map_600.')
+      e = (
+          f'{e}\nPass other paths with --checkpoint_dir, --rgb_sample, '
+          '--flow_sample, --label_map or --label_map_600.'
+      )
     print(f'evaluate_sample: error: {e}', file=sys.stderr)
     return 1
   sys.stdout.write(report.format_report(result.logits, result.labels))

@@ -24,16 +24,21 @@ import report
 import testing
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
-_SCOPES = {'rgb': 'RGB/inception_i3d/', 'flow': 'Flow/inception_i3d/',
-           'kinetics600': ''}
+_SCOPES = {
+    'rgb': 'RGB/inception_i3d/',
+    'flow': 'Flow/inception_i3d/',
+    'kinetics600': '',
+}
 
 
 def _flags(data):
-  return [f'--checkpoint_dir={data}/checkpoints',
-          f'--rgb_sample={data}/v_CricketShot_g04_c01_rgb.npy',
-          f'--flow_sample={data}/v_CricketShot_g04_c01_flow.npy',
-          f'--label_map={data}/label_map.txt',
-          f'--label_map_600={data}/label_map_600.txt']
+  return [
+      f'--checkpoint_dir={data}/checkpoints',
+      f'--rgb_sample={data}/v_CricketShot_g04_c01_rgb.npy',
+      f'--flow_sample={data}/v_CricketShot_g04_c01_flow.npy',
+      f'--label_map={data}/label_map.txt',
+      f'--label_map_600={data}/label_map_600.txt',
+  ]
 
 
 def _parse(text):
@@ -63,27 +68,42 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
       stream = 'flow' if layout == 'flow' else 'rgb'
       model = numpy_reference.NumpyI3D.from_checkpoint(
           os.path.join(self.data, 'checkpoints', name, 'model.ckpt'),
-          _SCOPES[layout])
+          _SCOPES[layout],
+      )
       sample = np.load(
-          os.path.join(self.data, f'v_CricketShot_g04_c01_{stream}.npy'))
+          os.path.join(self.data, f'v_CricketShot_g04_c01_{stream}.npy')
+      )
       self.reference_logits[name] = model.logits(sample)[0]
     return self.reference_logits[name]
 
   def _evaluate(self, eval_type, imagenet_pretrained, path='fast'):
     d = self.data
     result = classification.classify_arrays(
-        eval_type, imagenet_pretrained, os.path.join(d, 'checkpoints'),
-        samples={s: os.path.join(d, f'v_CricketShot_g04_c01_{s}.npy')
-                 for s in ('rgb', 'flow')},
-        label_maps={'kinetics400': os.path.join(d, 'label_map.txt'),
-                    'kinetics600': os.path.join(d, 'label_map_600.txt')},
-        inference_path=path)
+        eval_type,
+        imagenet_pretrained,
+        os.path.join(d, 'checkpoints'),
+        samples={
+            s: os.path.join(d, f'v_CricketShot_g04_c01_{s}.npy')
+            for s in ('rgb', 'flow')
+        },
+        label_maps={
+            'kinetics400': os.path.join(d, 'label_map.txt'),
+            'kinetics600': os.path.join(d, 'label_map_600.txt'),
+        },
+        inference_path=path,
+    )
     return report.format_report(result.logits, result.labels)
 
   @parameterized.parameters(
-      ('rgb', True), ('flow', True), ('joint', True),
-      ('rgb', False), ('flow', False), ('joint', False),
-      ('rgb600', True), ('rgb600', False))
+      ('rgb', True),
+      ('flow', True),
+      ('joint', True),
+      ('rgb', False),
+      ('flow', False),
+      ('joint', False),
+      ('rgb600', True),
+      ('rgb600', False),
+  )
   def test_logits_equal_independent_numpy(self, eval_type, imagenet):
     text = self._evaluate(eval_type, imagenet)
     names = assets.checkpoint_names(eval_type, imagenet)
@@ -98,16 +118,18 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllClose(prob, probs[i], atol=1e-5, rtol=1e-3)
 
   def test_imagenet_and_scratch_use_different_checkpoints(self):
-    self.assertNotEqual(self._evaluate('joint', True),
-                        self._evaluate('joint', False))
+    self.assertNotEqual(
+        self._evaluate('joint', True), self._evaluate('joint', False)
+    )
 
   def test_plain_and_fast_paths_agree(self):
     fast = _parse(self._evaluate('rgb', True, 'fast'))
     plain = _parse(self._evaluate('rgb', True, 'plain'))
     self.assertAllClose(fast[0], plain[0], atol=1e-3)
     self.assertEqual([r[2] for r in fast[1]], [r[2] for r in plain[1]])
-    self.assertAllClose([r[1] for r in fast[1]], [r[1] for r in plain[1]],
-                        atol=1e-4)
+    self.assertAllClose(
+        [r[1] for r in fast[1]], [r[1] for r in plain[1]], atol=1e-4
+    )
 
   def test_output_format_is_the_releases(self):
     text = self._evaluate('joint', True)
@@ -134,7 +156,8 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(
         classification.InputError,
         r'rgb sample .*bad_rgb.npy.*\[batch, frames, 224, 224, 3\]; got '
-        r'\[1, 9, 100, 100, 3\]'):
+        r'\[1, 9, 100, 100, 3\]',
+    ):
       classification.load_sample(bad, 'rgb')
 
 
@@ -150,8 +173,12 @@ class CommandLineTest(tf.test.TestCase):
   def _run(self, *args, env=None):
     return subprocess.run(
         [sys.executable, os.path.join(_ROOT, 'evaluate_sample.py'), *args],
-        capture_output=True, text=True, cwd=self.tmp, timeout=300,
-        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **(env or {})})
+        capture_output=True,
+        text=True,
+        cwd=self.tmp,
+        timeout=300,
+        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3', **(env or {})},
+    )
 
   def test_default_joint_prints_the_report(self):
     result = self._run(*_flags(self.data))
@@ -171,8 +198,9 @@ class CommandLineTest(tf.test.TestCase):
   def test_unknown_eval_type_lists_choices(self):
     result = self._run('--eval_type=rgb800')
     self.assertNotEqual(result.returncode, 0)
-    self.assertIn('rgb800: value should be one of <rgb|rgb600|flow|joint>',
-                  result.stderr)
+    self.assertIn(
+        'rgb800: value should be one of <rgb|rgb600|flow|joint>', result.stderr
+    )
 
   def test_missing_release_assets_say_what_to_run(self):
     # Default paths inside a copy of the code without data/, as in a fresh
@@ -182,49 +210,78 @@ class CommandLineTest(tf.test.TestCase):
       if f.endswith('.py'):
         shutil.copy(os.path.join(_ROOT, f), os.path.join(empty, f))
     result = subprocess.run(
-        [sys.executable, os.path.join(empty, 'evaluate_sample.py'),
-         '--eval_type=rgb'], capture_output=True, text=True, cwd=empty,
-        timeout=300, env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+        [
+            sys.executable,
+            os.path.join(empty, 'evaluate_sample.py'),
+            '--eval_type=rgb',
+        ],
+        capture_output=True,
+        text=True,
+        cwd=empty,
+        timeout=300,
+        env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'},
+    )
     self.assertEqual(result.returncode, 1)
     self.assertNotIn('Traceback', result.stderr)
     self.assertIn('Missing input files:', result.stderr)
     self.assertIn('fetch_assets.py', result.stderr)
-    self.assertIn('data/checkpoints/rgb_imagenet/model.ckpt.index',
-                  result.stderr)
+    self.assertIn(
+        'data/checkpoints/rgb_imagenet/model.ckpt.index', result.stderr
+    )
 
   def test_missing_custom_file_names_the_flag(self):
-    result = self._run(*_flags(self.data), '--eval_type=flow',
-                       f'--flow_sample={self.tmp}/nope.npy')
+    result = self._run(
+        *_flags(self.data),
+        '--eval_type=flow',
+        f'--flow_sample={self.tmp}/nope.npy',
+    )
     self.assertEqual(result.returncode, 1)
     self.assertIn(f'flow sample: {self.tmp}/nope.npy', result.stderr)
     self.assertIn('--flow_sample', result.stderr)
-    self.assertRegex(result.stderr,
-                     '(?m)^evaluate_sample: error: Missing input files:')
+    self.assertRegex(
+        result.stderr, '(?m)^evaluate_sample: error: Missing input files:'
+    )
     self.assertNotIn('Traceback', result.stderr)
 
   def test_corrupt_checkpoint_is_one_clear_error(self):
     data = testing.make_release(tempfile.mkdtemp())
-    index = os.path.join(data, 'checkpoints', 'rgb_imagenet',
-                         'model.ckpt.index')
+    index = os.path.join(
+        data, 'checkpoints', 'rgb_imagenet', 'model.ckpt.index'
+    )
     with open(index, 'r+b') as f:
       f.truncate(50)
     result = self._run(*_flags(data), '--eval_type=rgb')
     self.assertEqual(result.returncode, 1)
-    self.assertIn('rgb_imagenet/model.ckpt.index: it is truncated or '
-                  'corrupt', result.stderr)
+    self.assertIn(
+        'rgb_imagenet/model.ckpt.index: it is truncated or ' 'corrupt',
+        result.stderr,
+    )
     self.assertNotIn('Traceback', result.stderr)
 
   def test_multi_evaluate_writes_all_seven(self):
     out_dir = os.path.join(self.tmp, 'out')
     result = subprocess.run(
         ['bash', os.path.join(_ROOT, 'multi_evaluate.sh'), *_flags(self.data)],
-        capture_output=True, text=True, timeout=900,
-        env={**os.environ, 'OUT_DIR': out_dir, 'PYTHON': sys.executable,
-             'TF_CPP_MIN_LOG_LEVEL': '3'})
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={
+            **os.environ,
+            'OUT_DIR': out_dir,
+            'PYTHON': sys.executable,
+            'TF_CPP_MIN_LOG_LEVEL': '3',
+        },
+    )
     self.assertEqual(result.returncode, 0, result.stderr)
-    expect = ['imagenet_flow.txt', 'imagenet_joint.txt', 'imagenet_rgb.txt',
-              'no_imagenet_flow.txt', 'no_imagenet_joint.txt',
-              'no_imagenet_rgb.txt', 'rgb600.txt']
+    expect = [
+        'imagenet_flow.txt',
+        'imagenet_joint.txt',
+        'imagenet_rgb.txt',
+        'no_imagenet_flow.txt',
+        'no_imagenet_joint.txt',
+        'no_imagenet_rgb.txt',
+        'rgb600.txt',
+    ]
     self.assertEqual(sorted(os.listdir(out_dir)), expect)
     texts = {}
     for name in expect:
@@ -233,21 +290,24 @@ class CommandLineTest(tf.test.TestCase):
       _parse(texts[name])
     # The imagenet and no_imagenet reports come from different checkpoints.
     for stream in ('rgb', 'flow', 'joint'):
-      self.assertNotEqual(texts[f'imagenet_{stream}.txt'],
-                          texts[f'no_imagenet_{stream}.txt'])
+      self.assertNotEqual(
+          texts[f'imagenet_{stream}.txt'], texts[f'no_imagenet_{stream}.txt']
+      )
     # Joint is the sum of the two streams: its norm differs from both.
-    self.assertNotEqual(texts['imagenet_joint.txt'].split('\n')[0],
-                        texts['imagenet_rgb.txt'].split('\n')[0])
+    self.assertNotEqual(
+        texts['imagenet_joint.txt'].split('\n')[0],
+        texts['imagenet_rgb.txt'].split('\n')[0],
+    )
 
 
 class GoldenTest(tf.test.TestCase):
 
   def test_committed_goldens_are_the_release_files(self):
-    for name in ('imagenet_rgb.txt', 'imagenet_flow.txt',
-                 'imagenet_joint.txt'):
+    for name in ('imagenet_rgb.txt', 'imagenet_flow.txt', 'imagenet_joint.txt'):
       path = os.path.join(_ROOT, 'out', name)
-      self.assertEqual(assets.git_blob_id(path),
-                       assets.RELEASE_BLOBS[f'out/{name}'], name)
+      self.assertEqual(
+          assets.git_blob_id(path), assets.RELEASE_BLOBS[f'out/{name}'], name
+      )
 
   def test_golden_joint_top_line(self):
     with open(os.path.join(_ROOT, 'out', 'imagenet_joint.txt')) as f:

@@ -32,36 +32,50 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 _CHECKPOINTS = os.path.join(_ROOT, 'data', 'checkpoints')
 
 _STREAMS = flags.DEFINE_enum(
-    'streams', 'joint', list(serving.STREAMS),
-    'Which model: rgb, flow, or joint (both; logits summed).')
+    'streams',
+    'joint',
+    list(serving.STREAMS),
+    'Which model: rgb, flow, or joint (both; logits summed).',
+)
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', None, 'The SavedModel folder to create.')
+    'output_dir', None, 'The SavedModel folder to create.'
+)
 _RGB_CHECKPOINT = flags.DEFINE_string(
-    'rgb_checkpoint', os.path.join(_CHECKPOINTS, 'rgb_imagenet', 'model.ckpt'),
-    'Prefix of the RGB checkpoint (release format), for rgb and joint.')
+    'rgb_checkpoint',
+    os.path.join(_CHECKPOINTS, 'rgb_imagenet', 'model.ckpt'),
+    'Prefix of the RGB checkpoint (release format), for rgb and joint.',
+)
 _FLOW_CHECKPOINT = flags.DEFINE_string(
     'flow_checkpoint',
     os.path.join(_CHECKPOINTS, 'flow_imagenet', 'model.ckpt'),
-    'Prefix of the Flow checkpoint (release format), for flow and joint.')
+    'Prefix of the Flow checkpoint (release format), for flow and joint.',
+)
 _WITH_FEATURES = flags.DEFINE_boolean(
-    'with_features', False,
+    'with_features',
+    False,
     'Also output the 1024-d Mixed_5c features averaged over time and space '
-    '(`features`; for joint `rgb_features` and `flow_features`).')
+    '(`features`; for joint `rgb_features` and `flow_features`).',
+)
 _OVERWRITE = flags.DEFINE_boolean(
-    'overwrite', False, 'Replace --output_dir if it exists.')
+    'overwrite', False, 'Replace --output_dir if it exists.'
+)
 _SYNTHETIC = flags.DEFINE_boolean(
-    'synthetic', False,
+    'synthetic',
+    False,
     'Export random release-shaped weights instead of checkpoints, to try the '
-    'export without downloading anything. The outputs are meaningless.')
+    'export without downloading anything. The outputs are meaningless.',
+)
 
 flags.mark_flag_as_required('output_dir')
 
 
 def _models(streams: str):
   if not _SYNTHETIC.value:
-    return serving.load_models(streams, {'rgb': _RGB_CHECKPOINT.value,
-                                         'flow': _FLOW_CHECKPOINT.value})
+    return serving.load_models(
+        streams, {'rgb': _RGB_CHECKPOINT.value, 'flow': _FLOW_CHECKPOINT.value}
+    )
   import i3d  # pylint: disable=g-import-not-at-top
+
   models = {}
   for seed, part in enumerate(serving.stream_parts(streams)):
     model = i3d.InceptionI3d(400, final_endpoint='Logits')
@@ -72,18 +86,23 @@ def _models(streams: str):
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments {argv[1:]}; flags take '
-                         'their value after "=".')
+    raise app.UsageError(
+        f'Unexpected arguments {argv[1:]}; flags take ' 'their value after "=".'
+    )
   if os.path.exists(_OUTPUT_DIR.value) and not _OVERWRITE.value:
-    print(f'export_saved_model: error: --output_dir={_OUTPUT_DIR.value} '
-          'already exists; pass --overwrite to replace it, or another '
-          '--output_dir.', file=sys.stderr)
+    print(
+        f'export_saved_model: error: --output_dir={_OUTPUT_DIR.value} '
+        'already exists; pass --overwrite to replace it, or another '
+        '--output_dir.',
+        file=sys.stderr,
+    )
     return 1
   inference.configure_threads()
   try:
     models = _models(_STREAMS.value)
-    path = serving.export(models, _OUTPUT_DIR.value, _WITH_FEATURES.value,
-                          _OVERWRITE.value)
+    path = serving.export(
+        models, _OUTPUT_DIR.value, _WITH_FEATURES.value, _OVERWRITE.value
+    )
   except (checkpoints.CheckpointError, FileExistsError, ValueError) as e:
     logging.error('%s', e)
     print(f'export_saved_model: error: {e}', file=sys.stderr)

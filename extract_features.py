@@ -50,49 +50,76 @@ import inference
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
 _INPUTS = flags.DEFINE_string(
-    'inputs', None,
+    'inputs',
+    None,
     'Videos: a folder (searched recursively for .avi .mkv .mov .mp4 .webm), '
     'a glob (quoted), one video file, or @LIST, a file of video paths, one '
-    'per line.')
+    'per line.',
+)
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', None, 'Root folder of the outputs; created if missing.')
+    'output_dir', None, 'Root folder of the outputs; created if missing.'
+)
 _STREAMS = flags.DEFINE_enum(
-    'streams', 'rgb', list(assets.STREAM_CHOICES),
+    'streams',
+    'rgb',
+    list(assets.STREAM_CHOICES),
     'Which streams: rgb, flow (TV-L1 optical flow, about 1 s per frame per '
-    'core) or joint (both, from one decoding pass).')
+    'core) or joint (both, from one decoding pass).',
+)
 _ENDPOINT = flags.DEFINE_enum(
-    'endpoint', features.DEFAULT_ENDPOINT, list(i3d.VALID_ENDPOINTS),
+    'endpoint',
+    features.DEFAULT_ENDPOINT,
+    list(i3d.VALID_ENDPOINTS),
     'Which layer to average over each window: Mixed_5c gives the 1024-d '
-    'feature, Logits the class scores, Predictions their softmax.')
+    'feature, Logits the class scores, Predictions their softmax.',
+)
 _WINDOW = flags.DEFINE_integer(
-    'window', features.DEFAULT_WINDOW,
+    'window',
+    features.DEFAULT_WINDOW,
     'Frames per window at 25 fps (at least 9 for Logits and Predictions).',
-    lower_bound=1)
+    lower_bound=1,
+)
 _STRIDE = flags.DEFINE_integer(
-    'stride', features.DEFAULT_STRIDE,
+    'stride',
+    features.DEFAULT_STRIDE,
     'Frames between window starts; the last window is aligned to the end of '
-    'the video.', lower_bound=1)
+    'the video.',
+    lower_bound=1,
+)
 _BATCH_SIZE = flags.DEFINE_integer(
-    'batch_size', features.DEFAULT_BATCH_SIZE,
+    'batch_size',
+    features.DEFAULT_BATCH_SIZE,
     'Windows per forward pass. Memory grows with batch_size * window.',
-    lower_bound=1)
+    lower_bound=1,
+)
 _IMAGENET_PRETRAINED = flags.DEFINE_boolean(
-    'imagenet_pretrained', True,
+    'imagenet_pretrained',
+    True,
     'Use the checkpoints whose 2D weights were inflated from ImageNet '
     '(*_imagenet) rather than those trained from scratch (*_scratch). Write '
-    '--imagenet_pretrained=false or --noimagenet_pretrained.')
+    '--imagenet_pretrained=false or --noimagenet_pretrained.',
+)
 _CHECKPOINT_DIR = flags.DEFINE_string(
-    'checkpoint_dir', os.path.join(_ROOT, 'data', 'checkpoints'),
-    'Folder holding the release checkpoints as <name>/model.ckpt.*.')
+    'checkpoint_dir',
+    os.path.join(_ROOT, 'data', 'checkpoints'),
+    'Folder holding the release checkpoints as <name>/model.ckpt.*.',
+)
 _INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path', inference.DEFAULT_PATH, list(inference.PATHS),
+    'inference_path',
+    inference.DEFAULT_PATH,
+    list(inference.PATHS),
     'How to run the network: "fast" folds BatchNorm into the convolutions '
-    '(same features to 1e-4); "plain" runs the Sonnet module as built.')
+    '(same features to 1e-4); "plain" runs the Sonnet module as built.',
+)
 _FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers', None, 'Processes for TV-L1 flow; default: all cores.',
-    lower_bound=1)
+    'flow_workers',
+    None,
+    'Processes for TV-L1 flow; default: all cores.',
+    lower_bound=1,
+)
 _PROGRESS = flags.DEFINE_boolean(
-    'progress', True, 'Show a progress bar over the videos on stderr.')
+    'progress', True, 'Show a progress bar over the videos on stderr.'
+)
 
 _USAGE_EXIT = 2
 
@@ -103,9 +130,11 @@ def _parse_flags(argv: List[str]) -> List[str]:
     return flags.FLAGS(argv)
   except flags.Error as e:
     message = textwrap.indent(str(e), '  ') if '\n' in str(e) else str(e)
-    sys.stderr.write(f'extract_features: error: bad flags: '
-                     f'{message.strip()}; pass --helpshort or --helpfull to '
-                     'see help on flags.\n')
+    sys.stderr.write(
+        f'extract_features: error: bad flags: '
+        f'{message.strip()}; pass --helpshort or --helpfull to '
+        'see help on flags.\n'
+    )
     sys.exit(_USAGE_EXIT)
 
 
@@ -117,8 +146,9 @@ def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise _usage(
         f'Unexpected positional arguments {argv[1:]}. Pass the videos as '
-        '--inputs=FOLDER, --inputs=\'GLOB\' or --inputs=@LIST, and write '
-        'boolean flags as --imagenet_pretrained=false.')
+        "--inputs=FOLDER, --inputs='GLOB' or --inputs=@LIST, and write "
+        'boolean flags as --imagenet_pretrained=false.'
+    )
   for name in ('inputs', 'output_dir'):
     if not flags.FLAGS[name].value:
       raise _usage(f'--{name} is required.')
@@ -126,16 +156,23 @@ def main(argv: Sequence[str]) -> int:
     features.check_window(_WINDOW.value, _STRIDE.value, _ENDPOINT.value)
     videos = features.find_videos(_INPUTS.value)
   except ValueError as e:
-    raise _usage(str(e).replace('`window`', '--window')
-                 .replace('`stride`', '--stride')
-                 .replace('`inputs` ', '--inputs=')) from e
+    raise _usage(
+        str(e)
+        .replace('`window`', '--window')
+        .replace('`stride`', '--stride')
+        .replace('`inputs` ', '--inputs=')
+    ) from e
 
-  prefixes = assets.resolve(_STREAMS.value, _IMAGENET_PRETRAINED.value,
-                            _CHECKPOINT_DIR.value).prefixes
+  prefixes = assets.resolve(
+      _STREAMS.value, _IMAGENET_PRETRAINED.value, _CHECKPOINT_DIR.value
+  ).prefixes
   missing = assets.missing_message(assets.restore_files(prefixes))
   if missing:
-    print(f'extract_features: error: {missing}\nPass another folder with '
-          '--checkpoint_dir.', file=sys.stderr)
+    print(
+        f'extract_features: error: {missing}\nPass another folder with '
+        '--checkpoint_dir.',
+        file=sys.stderr,
+    )
     return 1
 
   inference.configure_threads()
@@ -143,23 +180,35 @@ def main(argv: Sequence[str]) -> int:
   try:
     predictors = inference.load_predictors(
         prefixes,
-        final_endpoint=('Logits' if endpoint in inference.HEAD_ENDPOINTS
-                        else endpoint),
-        path=_INFERENCE_PATH.value)
+        final_endpoint=(
+            'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
+        ),
+        path=_INFERENCE_PATH.value,
+    )
   except checkpoints.CheckpointError as e:
     print(f'extract_features: error: {e}', file=sys.stderr)
     return 1
   extractor = features.Extractor(
-      predictors, prefixes, endpoint=endpoint, window=_WINDOW.value,
-      stride=_STRIDE.value, batch_size=_BATCH_SIZE.value,
-      flow_workers=_FLOW_WORKERS.value)
+      predictors,
+      prefixes,
+      endpoint=endpoint,
+      window=_WINDOW.value,
+      stride=_STRIDE.value,
+      batch_size=_BATCH_SIZE.value,
+      flow_workers=_FLOW_WORKERS.value,
+  )
   summary = extractor.run(
-      videos, _OUTPUT_DIR.value, progress=_PROGRESS.value,
-      log=lambda line: tqdm.tqdm.write(line, file=sys.stderr))
+      videos,
+      _OUTPUT_DIR.value,
+      progress=_PROGRESS.value,
+      log=lambda line: tqdm.tqdm.write(line, file=sys.stderr),
+  )
 
-  print(f'{len(videos)} videos: {len(summary.extracted)} extracted, '
-        f'{len(summary.skipped)} already done, {len(summary.failed)} failed. '
-        f'Outputs in {_OUTPUT_DIR.value}')
+  print(
+      f'{len(videos)} videos: {len(summary.extracted)} extracted, '
+      f'{len(summary.skipped)} already done, {len(summary.failed)} failed. '
+      f'Outputs in {_OUTPUT_DIR.value}'
+  )
   if summary.failed:
     print('Failed:')
     for item, message in summary.failed:

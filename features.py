@@ -54,17 +54,17 @@ import json
 import os
 import sys
 from typing import (
-  Any,
-  Callable,
-  Dict,
-  Iterable,
-  Iterator,
-  List,
-  Mapping,
-  Optional,
-  Sequence,
-  Set,
-  Tuple,
+    Any,
+    Callable,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Set,
+    Tuple,
 )
 
 from absl import logging
@@ -99,11 +99,12 @@ PREPROCESSING = {
     'crop_size': recipe.CROP_SIZE,
     'rgb_range': [-1.0, 1.0],
     'flow': 'TV-L1 (OpenCV DualTVL1, default settings) on grayscale resized '
-            'frames; flow[t] is frame t -> t + 1, the last repeats the one '
-            'before',
+    'frames; flow[t] is frame t -> t + 1, the last repeats the one '
+    'before',
     'flow_bound': recipe.FLOW_BOUND,
     'flow_range': [-1.0, 1.0],
 }
+
 
 class InputError(ValueError):
   """`--inputs` names no video, or a list file cannot be read."""
@@ -123,6 +124,7 @@ class VideoInput:
       common folder of a glob's or list's files), '/'-separated, without the
       extension (kept only where two videos would otherwise share a name).
   """
+
   path: str
   name: str
 
@@ -158,27 +160,35 @@ def find_videos(inputs: str) -> List[VideoInput]:
     paths = []
     for folder, subfolders, files in os.walk(inputs):
       subfolders[:] = sorted(d for d in subfolders if not d.startswith('.'))
-      paths += [os.path.join(folder, f) for f in sorted(files)
-                if not f.startswith('.') and
-                os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+      paths += [
+          os.path.join(folder, f)
+          for f in sorted(files)
+          if not f.startswith('.')
+          and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS
+      ]
     if not paths:
       raise InputError(
           f'Folder {inputs!r} has no video files (extensions '
           f'{", ".join(VIDEO_EXTENSIONS)}, searched recursively); pass '
-          'another folder, a glob such as "clips/*.mpg", or @list.txt.')
+          'another folder, a glob such as "clips/*.mpg", or @list.txt.'
+      )
     return _name_videos(paths, inputs, f'folder {inputs!r}')
   if glob.has_magic(inputs):
-    paths = sorted(p for p in glob.glob(inputs, recursive=True)
-                   if os.path.isfile(p))
+    paths = sorted(
+        p for p in glob.glob(inputs, recursive=True) if os.path.isfile(p)
+    )
     if not paths:
-      raise InputError(f'The glob {inputs!r} matches no file; check the '
-                       'pattern (quote it so that the shell leaves it alone).')
+      raise InputError(
+          f'The glob {inputs!r} matches no file; check the '
+          'pattern (quote it so that the shell leaves it alone).'
+      )
     return _name_videos(paths, _common_folder(paths), f'glob {inputs!r}')
   if os.path.isfile(inputs):
     return _name_videos([inputs], os.path.dirname(inputs) or '.', inputs)
   raise InputError(
       f'`inputs` {inputs!r} is not a folder, a file, a glob that matches '
-      'files, or @ followed by a list file (one video path per line).')
+      'files, or @ followed by a list file (one video path per line).'
+  )
 
 
 def _read_list(path: str) -> List[str]:
@@ -186,33 +196,42 @@ def _read_list(path: str) -> List[str]:
     with open(path, encoding='utf-8') as f:
       lines = [line.strip() for line in f]
   except (OSError, UnicodeDecodeError) as e:
-    raise InputError(f'Cannot read the list file {path!r}: {e}. Pass '
-                     '@FILE with one video path per line.') from e
+    raise InputError(
+        f'Cannot read the list file {path!r}: {e}. Pass '
+        '@FILE with one video path per line.'
+    ) from e
   folder = os.path.dirname(os.path.abspath(path))
   paths = []
   for line in lines:
     if line and not line.startswith('#'):
       paths.append(os.path.normpath(os.path.join(folder, line)))
   if not paths:
-    raise InputError(f'The list file {path!r} names no video; write one '
-                     'video path per line.')
+    raise InputError(
+        f'The list file {path!r} names no video; write one '
+        'video path per line.'
+    )
   return list(dict.fromkeys(paths))  # Drop repeats, keep the order.
 
 
 def _common_folder(paths: Sequence[str]) -> str:
-  return os.path.commonpath([os.path.dirname(os.path.abspath(p))
-                             for p in paths])
+  return os.path.commonpath(
+      [os.path.dirname(os.path.abspath(p)) for p in paths]
+  )
 
 
-def _name_videos(paths: Sequence[str], root: str,
-                 source: str) -> List[VideoInput]:
+def _name_videos(
+    paths: Sequence[str], root: str, source: str
+) -> List[VideoInput]:
   """Names = paths relative to `root`; extensions kept where names clash."""
-  relative = [os.path.relpath(os.path.abspath(p), os.path.abspath(root))
-              for p in paths]
+  relative = [
+      os.path.relpath(os.path.abspath(p), os.path.abspath(root)) for p in paths
+  ]
   stems = [os.path.splitext(r)[0] for r in relative]
   counts = collections.Counter(stems)
-  names = [(r if counts[s] > 1 else s).replace(os.sep, '/')
-           for r, s in zip(relative, stems)]
+  names = [
+      (r if counts[s] > 1 else s).replace(os.sep, '/')
+      for r, s in zip(relative, stems)
+  ]
   if len(set(names)) != len(names):  # Only if a list names one file twice.
     raise InputError(f'The {source} names one video twice: {names}.')
   return [VideoInput(p, n) for p, n in zip(paths, names)]
@@ -222,19 +241,25 @@ def _name_videos(paths: Sequence[str], root: str,
 # Windows.
 
 
-def check_window(window: int, stride: int, endpoint: str = DEFAULT_ENDPOINT
-                 ) -> None:
+def check_window(
+    window: int, stride: int, endpoint: str = DEFAULT_ENDPOINT
+) -> None:
   """Raises ValueError unless `window` and `stride` fit `endpoint`."""
   if endpoint not in i3d.VALID_ENDPOINTS:
-    raise ValueError(f'`endpoint` must be one of {i3d.VALID_ENDPOINTS}; got '
-                     f'{endpoint!r}.')
+    raise ValueError(
+        f'`endpoint` must be one of {i3d.VALID_ENDPOINTS}; got '
+        f'{endpoint!r}.'
+    )
   min_frames = i3d.min_input_size(endpoint)[0]
   if not isinstance(window, int) or window < min_frames:
-    raise ValueError(f'`window` must be an int of at least {min_frames} '
-                     f'frames for endpoint {endpoint!r}; got {window!r}.')
+    raise ValueError(
+        f'`window` must be an int of at least {min_frames} '
+        f'frames for endpoint {endpoint!r}; got {window!r}.'
+    )
   if not isinstance(stride, int) or stride < 1:
-    raise ValueError(f'`stride` must be a positive int (frames); got '
-                     f'{stride!r}.')
+    raise ValueError(
+        f'`stride` must be a positive int (frames); got ' f'{stride!r}.'
+    )
 
 
 def window_starts(num_frames: int, window: int, stride: int) -> List[int]:
@@ -247,8 +272,11 @@ def window_starts(num_frames: int, window: int, stride: int) -> List[int]:
   Raises:
     ValueError: for non-positive arguments.
   """
-  for arg, value in (('num_frames', num_frames), ('window', window),
-                     ('stride', stride)):
+  for arg, value in (
+      ('num_frames', num_frames),
+      ('window', window),
+      ('stride', stride),
+  ):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'`{arg}` must be a positive int; got {value!r}.')
   if num_frames <= window:
@@ -271,6 +299,7 @@ class Window:
     looped: Whether the video was shorter than the window and repeated.
     inputs: stream -> float32 [window, 224, 224, C].
   """
+
   index: int
   start: int
   end: int
@@ -278,8 +307,9 @@ class Window:
   inputs: Dict[str, np.ndarray]
 
 
-def iter_windows(frames: Iterable[Mapping[str, np.ndarray]], window: int,
-                 stride: int) -> Iterator[Window]:
+def iter_windows(
+    frames: Iterable[Mapping[str, np.ndarray]], window: int, stride: int
+) -> Iterator[Window]:
   """Cuts a stream of frames into the windows of `window_starts`.
 
   Holds at most `window` frames besides the window being yielded, however
@@ -307,8 +337,10 @@ def iter_windows(frames: Iterable[Mapping[str, np.ndarray]], window: int,
       index += 1
       last_end = count
   if not count:
-    raise ValueError('The stream of frames is empty; there is nothing to cut '
-                     'into windows.')
+    raise ValueError(
+        'The stream of frames is empty; there is nothing to cut '
+        'into windows.'
+    )
   if count < window:
     looped = [ring[i % count] for i in range(window)]
     yield Window(0, 0, count, True, _stack(looped))
@@ -332,6 +364,7 @@ class Extracted:
     features: stream -> float32 [num_windows, dim].
     record: The JSON-ready metadata (see `Extractor.record`).
   """
+
   features: Dict[str, np.ndarray]
   record: Dict[str, Any]
 
@@ -345,14 +378,15 @@ class Summary:
     skipped: Videos already finished before the run.
     failed: (video, message) per video that failed.
   """
+
   extracted: List[VideoInput] = dataclasses.field(default_factory=list)
   skipped: List[VideoInput] = dataclasses.field(default_factory=list)
-  failed: List[Tuple[VideoInput, str]] = dataclasses.field(
-      default_factory=list)
+  failed: List[Tuple[VideoInput, str]] = dataclasses.field(default_factory=list)
 
 
-def output_paths(output_dir: str, name: str,
-                 streams: Sequence[str]) -> Tuple[str, Dict[str, str]]:
+def output_paths(
+    output_dir: str, name: str, streams: Sequence[str]
+) -> Tuple[str, Dict[str, str]]:
   """(<output_dir>/<name>.json, {stream: <output_dir>/<name>_<stream>.npy})."""
   base = os.path.join(output_dir, *name.split('/'))
   return base + '.json', {s: f'{base}_{s}.npy' for s in streams}
@@ -384,8 +418,11 @@ class _Batcher:
   def add(self, window: Window) -> None:
     if not self._batch:
       self._batch = {
-          s: np.empty((self._x.batch_size,) + window.inputs[s].shape,
-                      np.float32) for s in self._streams}
+          s: np.empty(
+              (self._x.batch_size,) + window.inputs[s].shape, np.float32
+          )
+          for s in self._streams
+      }
     for s in self._streams:
       self._batch[s][self._filled] = window.inputs[s]
     self._filled += 1
@@ -396,8 +433,9 @@ class _Batcher:
   def _flush(self) -> None:
     if self._filled:
       for s in self._streams:
-        out = self._x.predictors[s].features(self._batch[s][:self._filled],
-                                             self._x.endpoint)
+        out = self._x.predictors[s].features(
+            self._batch[s][: self._filled], self._x.endpoint
+        )
         self._features[s].append(np.asarray(out, np.float32))
     self._batch = {}
     self._filled = 0
@@ -417,12 +455,16 @@ class Extractor:
     summary = extractor.run(features.find_videos('clips/'), 'out/feats')
   """
 
-  def __init__(self, predictors: Mapping[str, inference.Predictor],
-               checkpoint_prefixes: Mapping[str, str],
-               endpoint: str = DEFAULT_ENDPOINT,
-               window: int = DEFAULT_WINDOW, stride: int = DEFAULT_STRIDE,
-               batch_size: int = DEFAULT_BATCH_SIZE,
-               flow_workers: Optional[int] = None):
+  def __init__(
+      self,
+      predictors: Mapping[str, inference.Predictor],
+      checkpoint_prefixes: Mapping[str, str],
+      endpoint: str = DEFAULT_ENDPOINT,
+      window: int = DEFAULT_WINDOW,
+      stride: int = DEFAULT_STRIDE,
+      batch_size: int = DEFAULT_BATCH_SIZE,
+      flow_workers: Optional[int] = None,
+  ):
     """Checks the settings.
 
     Args:
@@ -442,21 +484,24 @@ class Extractor:
     self.streams = recipe.check_streams(list(predictors))
     missing = [s for s in self.streams if s not in checkpoint_prefixes]
     if missing:
-      raise ValueError(f'`checkpoint_prefixes` lacks the streams {missing}; '
-                       'give the checkpoint of every predictor.')
+      raise ValueError(
+          f'`checkpoint_prefixes` lacks the streams {missing}; '
+          'give the checkpoint of every predictor.'
+      )
     check_window(window, stride, endpoint)
     for stream in self.streams:
       if endpoint not in predictors[stream].endpoints:
         raise ValueError(
             f'The {stream} model stops before endpoint {endpoint!r}; build it '
             f'with final_endpoint={endpoint!r} or later (valid: '
-            f'{", ".join(predictors[stream].endpoints)}).')
+            f'{", ".join(predictors[stream].endpoints)}).'
+        )
     if not isinstance(batch_size, int) or batch_size < 1:
-      raise ValueError(f'`batch_size` must be a positive int; got '
-                       f'{batch_size!r}.')
+      raise ValueError(
+          f'`batch_size` must be a positive int; got ' f'{batch_size!r}.'
+      )
     self.predictors = dict(predictors)
-    self.checkpoint_prefixes = {s: checkpoint_prefixes[s]
-                                for s in self.streams}
+    self.checkpoint_prefixes = {s: checkpoint_prefixes[s] for s in self.streams}
     self.endpoint = endpoint
     self.window = window
     self.stride = stride
@@ -465,8 +510,9 @@ class Extractor:
 
   # ---- one video, in this thread -------------------------------------------
 
-  def extract(self, path: str,
-              streams: Optional[Sequence[str]] = None) -> Extracted:
+  def extract(
+      self, path: str, streams: Optional[Sequence[str]] = None
+  ) -> Extracted:
     """Features of one video, computed in this thread (no outputs written).
 
     Args:
@@ -485,13 +531,18 @@ class Extractor:
     for window in iter_windows(clip, self.window, self.stride):
       batcher.add(window)
     features = batcher.finish()
-    return Extracted(features, self.record(path, clip, batcher.windows,
-                                           features))
+    return Extracted(
+        features, self.record(path, clip, batcher.windows, features)
+    )
 
-  def record(self, path: str, clip: recipe.Clip,
-             windows: Sequence[Tuple[int, int, bool]],
-             features: Mapping[str, np.ndarray],
-             name: Optional[str] = None) -> Dict[str, Any]:
+  def record(
+      self,
+      path: str,
+      clip: recipe.Clip,
+      windows: Sequence[Tuple[int, int, bool]],
+      features: Mapping[str, np.ndarray],
+      name: Optional[str] = None,
+  ) -> Dict[str, Any]:
     """The JSON-ready metadata of one video's features.
 
     Args:
@@ -508,13 +559,15 @@ class Extractor:
       prefix = self.checkpoint_prefixes[stream]
       streams[stream] = {
           'shape': list(array.shape),
-          'checkpoint': os.path.basename(os.path.dirname(
-              os.path.abspath(prefix))),
+          'checkpoint': os.path.basename(
+              os.path.dirname(os.path.abspath(prefix))
+          ),
           'checkpoint_path': os.path.abspath(prefix),
       }
       if name is not None:
         streams[stream]['file'] = os.path.basename(
-            output_paths('', name, [stream])[1][stream])
+            output_paths('', name, [stream])[1][stream]
+        )
     return {
         'format': FORMAT,
         'source': os.path.abspath(path),
@@ -523,17 +576,22 @@ class Extractor:
         'endpoint': self.endpoint,
         'feature_dim': int(first.shape[1]),
         'pooling': 'mean over time and space of the endpoint within each '
-                   'window',
+        'window',
         'window': self.window,
         'stride': self.stride,
         'tail': 'windows start every `stride` frames while they fit; one more '
-                'is aligned to the end if the video goes on; a video shorter '
-                'than `window` is looped from its start to one window',
+        'is aligned to the end if the video goes on; a video shorter '
+        'than `window` is looped from its start to one window',
         'num_windows': len(windows),
         'windows': [
-            {'start_s': round(clip.start_time + a / fps, 6),
-             'end_s': round(clip.start_time + b / fps, 6),
-             'start_frame': a, 'end_frame': b} for a, b, _ in windows],
+            {
+                'start_s': round(clip.start_time + a / fps, 6),
+                'end_s': round(clip.start_time + b / fps, 6),
+                'start_frame': a,
+                'end_frame': b,
+            }
+            for a, b, _ in windows
+        ],
         'fps': fps,
         'num_frames': clip.num_frames,
         'duration_s': round(clip.num_frames / fps, 6),
@@ -546,8 +604,7 @@ class Extractor:
 
   # ---- many videos, resumable ----------------------------------------------
 
-  def finished_streams(self, json_path: str) -> Tuple[Set[str],
-                                                      Optional[Dict]]:
+  def finished_streams(self, json_path: str) -> Tuple[Set[str], Optional[Dict]]:
     """Which streams of an earlier run's outputs can be kept.
 
     Returns:
@@ -562,13 +619,19 @@ class Extractor:
     except (OSError, ValueError) as e:
       logging.warning('Recomputing: cannot read %s (%s).', json_path, e)
       return set(), None
-    settings = {'format': FORMAT, 'endpoint': self.endpoint,
-                'window': self.window, 'stride': self.stride,
-                'preprocessing': PREPROCESSING}
-    if not isinstance(old, dict) or any(old.get(k) != v
-                                        for k, v in settings.items()):
-      logging.warning('Recomputing %s: it was made with other settings.',
-                      json_path)
+    settings = {
+        'format': FORMAT,
+        'endpoint': self.endpoint,
+        'window': self.window,
+        'stride': self.stride,
+        'preprocessing': PREPROCESSING,
+    }
+    if not isinstance(old, dict) or any(
+        old.get(k) != v for k, v in settings.items()
+    ):
+      logging.warning(
+          'Recomputing %s: it was made with other settings.', json_path
+      )
       return set(), None
     folder = os.path.dirname(json_path)
     done = set()
@@ -588,9 +651,13 @@ class Extractor:
         done.add(stream)
     return done, old
 
-  def run(self, videos: Sequence[VideoInput], output_dir: str,
-          progress: bool = True,
-          log: Optional[Callable[[str], None]] = None) -> Summary:
+  def run(
+      self,
+      videos: Sequence[VideoInput],
+      output_dir: str,
+      progress: bool = True,
+      log: Optional[Callable[[str], None]] = None,
+  ) -> Summary:
     """Extracts and writes the features of every unfinished video.
 
     Videos are decoded (and their flow computed) in a background thread,
@@ -637,9 +704,15 @@ class Extractor:
       summary.failed.append((item, message))
       log(f'FAILED {item.path}: {message}')
 
-    bar = tqdm.tqdm(total=len(videos), initial=len(summary.skipped),
-                    unit='video', desc='videos', file=sys.stderr,
-                    disable=not progress, dynamic_ncols=True)
+    bar = tqdm.tqdm(
+        total=len(videos),
+        initial=len(summary.skipped),
+        unit='video',
+        desc='videos',
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     batcher = None
     current = -1
     # closing(): an exception here (even KeyboardInterrupt) stops the
@@ -663,8 +736,9 @@ class Extractor:
         else:
           try:
             features = batcher.finish()
-            self._write(output_dir, item, payload, batcher.windows, features,
-                        old, done)
+            self._write(
+                output_dir, item, payload, batcher.windows, features, old, done
+            )
             summary.extracted.append(item)
           except Exception as e:  # pylint: disable=broad-except
             fail(key, e)
@@ -674,10 +748,16 @@ class Extractor:
           bar.set_postfix(failed=len(summary.failed), refresh=False)
     return summary
 
-  def _write(self, output_dir: str, item: VideoInput, clip: recipe.Clip,
-             windows: Sequence[Tuple[int, int, bool]],
-             features: Mapping[str, np.ndarray], old: Optional[Dict],
-             done: Set[str]) -> None:
+  def _write(
+      self,
+      output_dir: str,
+      item: VideoInput,
+      clip: recipe.Clip,
+      windows: Sequence[Tuple[int, int, bool]],
+      features: Mapping[str, np.ndarray],
+      old: Optional[Dict],
+      done: Set[str],
+  ) -> None:
     """Writes the .npy files, then the JSON, each atomically."""
     json_path, npys = output_paths(output_dir, item.name, features)
     os.makedirs(os.path.dirname(json_path) or '.', exist_ok=True)
@@ -686,7 +766,9 @@ class Extractor:
     record = self.record(item.path, clip, windows, features, name=item.name)
     if old and done and old.get('num_frames') == record['num_frames']:
       kept = {s: old['streams'][s] for s in self.streams if s in done}
-      record['streams'] = {s: {**kept, **record['streams']}[s]
-                           for s in self.streams
-                           if s in kept or s in record['streams']}
+      record['streams'] = {
+          s: {**kept, **record['streams']}[s]
+          for s in self.streams
+          if s in kept or s in record['streams']
+      }
     fileio.write_json(json_path, record)

@@ -28,51 +28,75 @@ from absl import flags
 import assets
 
 _DEST_ROOT = flags.DEFINE_string(
-    'dest_root', os.path.dirname(os.path.abspath(__file__)),
+    'dest_root',
+    os.path.dirname(os.path.abspath(__file__)),
     'Repository root to fill; files go to <dest_root>/data/... . Defaults to '
-    'the folder holding this script.')
+    'the folder holding this script.',
+)
 _CHECKPOINTS = flags.DEFINE_list(
-    'checkpoints', list(assets.CHECKPOINT_NAMES),
+    'checkpoints',
+    list(assets.CHECKPOINT_NAMES),
     f'Checkpoints to fetch, comma separated, from {assets.CHECKPOINT_NAMES}; '
-    'empty for none.')
+    'empty for none.',
+)
 _SAMPLES = flags.DEFINE_list(
-    'samples', list(assets.STREAMS),
+    'samples',
+    list(assets.STREAMS),
     f'Streams whose sample input (v_CricketShot_g04_c01_<stream>.npy) to '
-    f'fetch, comma separated, from {assets.STREAMS}; empty for none.')
+    f'fetch, comma separated, from {assets.STREAMS}; empty for none.',
+)
 _ALL = flags.DEFINE_boolean(
-    'all', False,
+    'all',
+    False,
     'Also fetch what nothing here needs: the .meta graph defs and checkpoint '
     'state files of the selected checkpoints, and the GIFs of the selected '
-    'samples.')
+    'samples.',
+)
 _BASE_URL = flags.DEFINE_string(
-    'base_url', assets.DEFAULT_BASE_URL,
+    'base_url',
+    assets.DEFAULT_BASE_URL,
     'URL of the release root (a mirror; http(s) or file://); release paths '
-    'such as data/label_map.txt are appended to it.')
+    'such as data/label_map.txt are appended to it.',
+)
 _SOURCE_DIR = flags.DEFINE_string(
-    'source_dir', None,
+    'source_dir',
+    None,
     'Copy and verify from this local folder instead of downloading: the root '
-    f'of a clone of {assets.RELEASE_REPO_URL} (the folder holding data/).')
+    f'of a clone of {assets.RELEASE_REPO_URL} (the folder holding data/).',
+)
 _PROGRESS = flags.DEFINE_boolean(
-    'progress', True, 'Show a progress bar for each large file.')
+    'progress', True, 'Show a progress bar for each large file.'
+)
 _TIMEOUT_S = flags.DEFINE_float(
-    'timeout_s', 60.0, 'Network timeout of each request, in seconds.',
-    lower_bound=0.0)
+    'timeout_s',
+    60.0,
+    'Network timeout of each request, in seconds.',
+    lower_bound=0.0,
+)
 
 flags.register_validator(
-    'checkpoints', lambda names: set(names) <= set(assets.CHECKPOINT_NAMES),
+    'checkpoints',
+    lambda names: set(names) <= set(assets.CHECKPOINT_NAMES),
     f'--checkpoints must be a comma separated subset of '
-    f'{assets.CHECKPOINT_NAMES}.')
+    f'{assets.CHECKPOINT_NAMES}.',
+)
 flags.register_validator(
-    'samples', lambda streams: set(streams) <= set(assets.STREAMS),
-    f'--samples must be a comma separated subset of {assets.STREAMS}.')
+    'samples',
+    lambda streams: set(streams) <= set(assets.STREAMS),
+    f'--samples must be a comma separated subset of {assets.STREAMS}.',
+)
 
 
 def _summary(report: assets.FetchReport, dest_root: str) -> str:
-  sections = [('Downloaded and verified', report.downloaded),
-              ('Failed verification before, downloaded again and verified',
-               report.replaced),
-              ('Already present and verified', report.verified),
-              ('Failed', list(report.failed))]
+  sections = [
+      ('Downloaded and verified', report.downloaded),
+      (
+          'Failed verification before, downloaded again and verified',
+          report.replaced,
+      ),
+      ('Already present and verified', report.verified),
+      ('Failed', list(report.failed)),
+  ]
   lines = [f'Release files under {dest_root}:']
   for title, paths in sections:
     if paths:
@@ -84,23 +108,31 @@ def _summary(report: assets.FetchReport, dest_root: str) -> str:
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected positional arguments: {argv[1:]}; '
-                         'all options are flags, see --help.')
-  paths = assets.release_files(checkpoints=_CHECKPOINTS.value,
-                               samples=_SAMPLES.value, extras=_ALL.value)
+    raise app.UsageError(
+        f'Unexpected positional arguments: {argv[1:]}; '
+        'all options are flags, see --help.'
+    )
+  paths = assets.release_files(
+      checkpoints=_CHECKPOINTS.value, samples=_SAMPLES.value, extras=_ALL.value
+  )
   try:
-    report = assets.fetch(paths, dest_root=_DEST_ROOT.value,
-                          base_url=_BASE_URL.value,
-                          source_dir=_SOURCE_DIR.value,
-                          progress=_PROGRESS.value, timeout_s=_TIMEOUT_S.value)
+    report = assets.fetch(
+        paths,
+        dest_root=_DEST_ROOT.value,
+        base_url=_BASE_URL.value,
+        source_dir=_SOURCE_DIR.value,
+        progress=_PROGRESS.value,
+        timeout_s=_TIMEOUT_S.value,
+    )
   except assets.AssetError as e:
     if e.report is not None:
       print(_summary(e.report, _DEST_ROOT.value), file=sys.stderr)
     print(f'\nfetch_assets: error: {e}', file=sys.stderr)
     return 1
   except KeyboardInterrupt:
-    print('Interrupted; files not yet verified were not written.',
-          file=sys.stderr)
+    print(
+        'Interrupted; files not yet verified were not written.', file=sys.stderr
+    )
     return 130
   print(_summary(report, _DEST_ROOT.value))
   return 0

@@ -112,8 +112,7 @@ class FolderTest(testing.TempDirMixin, parameterized.TestCase):
     with fileio.atomic_folder(out, overwrite=True) as temp:
       open(os.path.join(temp, 'new.txt'), 'w').close()
     self.assertEqual(os.listdir(out), ['new.txt'])
-    self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith('.')],
-                     [])
+    self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith('.')], [])
 
 
 if __name__ == '__main__':

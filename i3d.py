@@ -73,6 +73,7 @@ class MixedSpec:
   Branch_0: 1x1x1 conv. Branch_1: 1x1x1 reduce then 3x3x3 conv. Branch_2: the
   same with other widths. Branch_3: 3x3x3 stride-1 max pool then 1x1x1 conv.
   """
+
   name: str
   b0: int
   b1: Tuple[int, int]
@@ -104,8 +105,14 @@ LAYER_SPECS = (
     MixedSpec('Mixed_4e', 112, (144, 288), (32, 64), 64),
     MixedSpec('Mixed_4f', 256, (160, 320), (32, 128), 128),
     PoolSpec('MaxPool3d_5a_2x2', (2, 2, 2), (2, 2, 2)),
-    MixedSpec('Mixed_5b', 256, (160, 320), (32, 128), 128,
-              b2_conv_name='Conv3d_0a_3x3'),
+    MixedSpec(
+        'Mixed_5b',
+        256,
+        (160, 320),
+        (32, 128),
+        128,
+        b2_conv_name='Conv3d_0a_3x3',
+    ),
     MixedSpec('Mixed_5c', 384, (192, 384), (48, 128), 128),
 )
 _SPECS_BY_NAME = {spec.name: spec for spec in LAYER_SPECS}
@@ -161,21 +168,23 @@ def _check_endpoint(arg: str, endpoint: str) -> None:
   if endpoint not in VALID_ENDPOINTS:
     raise ValueError(
         f'Unknown `{arg}` {endpoint!r}; valid values are, in network order: '
-        f'{", ".join(VALID_ENDPOINTS)}.')
+        f'{", ".join(VALID_ENDPOINTS)}.'
+    )
 
 
 class Unit3D(snt.Module):
   """Conv3D ('SAME', no bias) -> Sonnet-1-style BatchNorm -> activation."""
 
-  def __init__(self,
-               output_channels: int,
-               kernel_shape: Sequence[int] = (1, 1, 1),
-               stride: Sequence[int] = (1, 1, 1),
-               activation_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = (
-                   tf.nn.relu),
-               use_batch_norm: bool = True,
-               use_bias: bool = False,
-               name: str = 'unit_3d'):
+  def __init__(
+      self,
+      output_channels: int,
+      kernel_shape: Sequence[int] = (1, 1, 1),
+      stride: Sequence[int] = (1, 1, 1),
+      activation_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = (tf.nn.relu),
+      use_batch_norm: bool = True,
+      use_bias: bool = False,
+      name: str = 'unit_3d',
+  ):
     super().__init__(name=name)
     self.output_channels = output_channels
     self.kernel_shape = tuple(kernel_shape)
@@ -189,7 +198,8 @@ class Unit3D(snt.Module):
         stride=self.stride,
         padding='SAME',
         with_bias=use_bias,
-        name='conv_3d')
+        name='conv_3d',
+    )
     self.batch_norm = None
     if use_batch_norm:
       # Sonnet 1's snt.BatchNorm() as the release used it: offset only.
@@ -198,22 +208,26 @@ class Unit3D(snt.Module):
           create_offset=True,
           decay_rate=BN_DECAY,
           eps=BN_EPS,
-          name='batch_norm')
+          name='batch_norm',
+      )
 
   def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
     net = self.conv_3d(inputs)
     if self.batch_norm is not None:
-      net = self.batch_norm(net, is_training=is_training,
-                            test_local_stats=False)
+      net = self.batch_norm(
+          net, is_training=is_training, test_local_stats=False
+      )
     if self.activation_fn is not None:
       net = self.activation_fn(net)
     return net
 
 
-def max_pool(inputs: tf.Tensor, kernel: Sequence[int],
-             stride: Sequence[int]) -> tf.Tensor:
-  return tf.nn.max_pool3d(inputs, ksize=[1, *kernel, 1],
-                          strides=[1, *stride, 1], padding='SAME')
+def max_pool(
+    inputs: tf.Tensor, kernel: Sequence[int], stride: Sequence[int]
+) -> tf.Tensor:
+  return tf.nn.max_pool3d(
+      inputs, ksize=[1, *kernel, 1], strides=[1, *stride, 1], padding='SAME'
+  )
 
 
 class Mixed(snt.Module):
@@ -268,11 +282,13 @@ class InceptionI3d(snt.Module):
 
   VALID_ENDPOINTS = VALID_ENDPOINTS
 
-  def __init__(self,
-               num_classes: int = 400,
-               spatial_squeeze: bool = True,
-               final_endpoint: str = 'Logits',
-               name: str = 'inception_i3d'):
+  def __init__(
+      self,
+      num_classes: int = 400,
+      spatial_squeeze: bool = True,
+      final_endpoint: str = 'Logits',
+      name: str = 'inception_i3d',
+  ):
     """Builds the submodules up to `final_endpoint`.
 
     Args:
@@ -287,7 +303,8 @@ class InceptionI3d(snt.Module):
     _check_endpoint('final_endpoint', final_endpoint)
     if not isinstance(num_classes, int) or num_classes < 1:
       raise ValueError(
-          f'`num_classes` must be a positive int; got {num_classes!r}.')
+          f'`num_classes` must be a positive int; got {num_classes!r}.'
+      )
     super().__init__(name=name)
     self.num_classes = num_classes
     self.spatial_squeeze = spatial_squeeze
@@ -297,7 +314,8 @@ class InceptionI3d(snt.Module):
     # Every Unit3D by its release path, e.g. 'Mixed_3b/Branch_1/Conv3d_0b_3x3'.
     self.units: Dict[str, Unit3D] = collections.OrderedDict()
     self.layers: Dict[str, Union[Unit3D, Mixed, PoolSpec]] = (
-        collections.OrderedDict())
+        collections.OrderedDict()
+    )
     final_index = VALID_ENDPOINTS.index(final_endpoint)
     for spec in LAYER_SPECS:
       if VALID_ENDPOINTS.index(spec.name) > final_index:
@@ -317,41 +335,55 @@ class InceptionI3d(snt.Module):
     if final_index >= VALID_ENDPOINTS.index('Logits'):
       with tf.name_scope('Logits'):
         self.logits_unit = Unit3D(
-            num_classes, (1, 1, 1), activation_fn=None,
-            use_batch_norm=False, use_bias=True, name='Conv3d_0c_1x1')
+            num_classes,
+            (1, 1, 1),
+            activation_fn=None,
+            use_batch_norm=False,
+            use_bias=True,
+            name='Conv3d_0c_1x1',
+        )
       self.units[LOGITS_UNIT] = self.logits_unit
 
-  def _check_inputs(self, inputs: tf.Tensor,
-                    dropout_keep_prob: Union[float, tf.Tensor]) -> None:
+  def _check_inputs(
+      self, inputs: tf.Tensor, dropout_keep_prob: Union[float, tf.Tensor]
+  ) -> None:
     if isinstance(dropout_keep_prob, (int, float)) and not (
-        0.0 < dropout_keep_prob <= 1.0):
+        0.0 < dropout_keep_prob <= 1.0
+    ):
       raise ValueError(
-          f'`dropout_keep_prob` must be in (0, 1]; got {dropout_keep_prob!r}.')
+          f'`dropout_keep_prob` must be in (0, 1]; got {dropout_keep_prob!r}.'
+      )
     shape = inputs.shape
     if shape.rank != 5:
       raise ValueError(
           f'`inputs` must be rank 5, [batch, frames, height, width, channels];'
-          f' got shape {shape}.')
+          f' got shape {shape}.'
+      )
     channels = shape[-1]
     if channels is None:
-      raise ValueError(f'`inputs` must have a known channel count; got shape '
-                       f'{shape}.')
+      raise ValueError(
+          f'`inputs` must have a known channel count; got shape ' f'{shape}.'
+      )
     if self.in_channels is not None and channels != self.in_channels:
       raise ValueError(
-          f'`inputs` has {channels} channels but this model\'s weights were '
+          f"`inputs` has {channels} channels but this model's weights were "
           f'built for {self.in_channels} (3 for RGB, 2 for flow); got shape '
-          f'{shape}.')
+          f'{shape}.'
+      )
     min_frames, min_pixels = min_input_size(self.final_endpoint)
-    for axis, minimum, what in ((1, min_frames, 'frames'),
-                                (2, min_pixels, 'pixels of height'),
-                                (3, min_pixels, 'pixels of width')):
+    for axis, minimum, what in (
+        (1, min_frames, 'frames'),
+        (2, min_pixels, 'pixels of height'),
+        (3, min_pixels, 'pixels of width'),
+    ):
       if shape[axis] is not None and shape[axis] < minimum:
         raise ValueError(
             f'`inputs` is too small for final_endpoint '
             f'{self.final_endpoint!r}: it needs at least {min_frames} frames '
             f'and {min_pixels}x{min_pixels} pixels (the Logits head pools '
             f'[2,7,7] VALID over Mixed_5c); got {shape[axis]} {what} in '
-            f'shape {shape}.')
+            f'shape {shape}.'
+        )
 
   def _dynamic_size_check(self, inputs: tf.Tensor):
     """Runtime version of the size check for dims unknown while tracing."""
@@ -359,15 +391,25 @@ class InceptionI3d(snt.Module):
     if min_frames == 1 or None not in inputs.shape[1:4]:
       return []
     dyn = tf.shape(inputs)
-    message = (f'`inputs` is too small for final_endpoint '
-               f'{self.final_endpoint!r}: it needs at least {min_frames} '
-               f'frames and {min_pixels}x{min_pixels} pixels.')
-    return [tf.debugging.assert_greater_equal(
-        dyn[1:4], tf.constant([min_frames, min_pixels, min_pixels]),
-        message=message)]
+    message = (
+        f'`inputs` is too small for final_endpoint '
+        f'{self.final_endpoint!r}: it needs at least {min_frames} '
+        f'frames and {min_pixels}x{min_pixels} pixels.'
+    )
+    return [
+        tf.debugging.assert_greater_equal(
+            dyn[1:4],
+            tf.constant([min_frames, min_pixels, min_pixels]),
+            message=message,
+        )
+    ]
 
-  def __call__(self, inputs: tf.Tensor, is_training: bool,
-               dropout_keep_prob: Union[float, tf.Tensor] = 1.0):
+  def __call__(
+      self,
+      inputs: tf.Tensor,
+      is_training: bool,
+      dropout_keep_prob: Union[float, tf.Tensor] = 1.0,
+  ):
     """Runs the network on `inputs` up to `final_endpoint`.
 
     Args:
@@ -400,8 +442,12 @@ class InceptionI3d(snt.Module):
       if name == self.final_endpoint:
         return net, end_points
 
-    net = tf.nn.avg_pool3d(net, ksize=[1, *LOGITS_POOL, 1],
-                           strides=[1, 1, 1, 1, 1], padding='VALID')
+    net = tf.nn.avg_pool3d(
+        net,
+        ksize=[1, *LOGITS_POOL, 1],
+        strides=[1, 1, 1, 1, 1],
+        padding='VALID',
+    )
     net = self.logits_head(net, is_training, dropout_keep_prob)
     end_points['Logits'] = net
     if self.final_endpoint == 'Logits':
@@ -410,9 +456,12 @@ class InceptionI3d(snt.Module):
     end_points['Predictions'] = predictions
     return predictions, end_points
 
-  def logits_head(self, pooled: tf.Tensor, is_training: bool,
-                  dropout_keep_prob: Union[float, tf.Tensor] = 1.0
-                  ) -> tf.Tensor:
+  def logits_head(
+      self,
+      pooled: tf.Tensor,
+      is_training: bool,
+      dropout_keep_prob: Union[float, tf.Tensor] = 1.0,
+  ) -> tf.Tensor:
     """Dropout, 1x1x1 conv, squeeze and time average of pooled features.
 
     Args:
@@ -425,8 +474,9 @@ class InceptionI3d(snt.Module):
       spatial_squeeze is False).
     """
     net = pooled
-    if not (isinstance(dropout_keep_prob, (int, float)) and
-            dropout_keep_prob == 1.0):
+    if not (
+        isinstance(dropout_keep_prob, (int, float)) and dropout_keep_prob == 1.0
+    ):
       net = tf.nn.dropout(net, rate=1.0 - dropout_keep_prob)
     logits = self.logits_unit(net, is_training=is_training)
     if self.spatial_squeeze:
@@ -446,11 +496,13 @@ class InceptionI3d(snt.Module):
       if in_channels != self.in_channels:
         raise ValueError(
             f'`in_channels` {in_channels} differs from the {self.in_channels} '
-            'this model was built for.')
+            'this model was built for.'
+        )
       return
     if not isinstance(in_channels, int) or in_channels < 1:
       raise ValueError(
-          f'`in_channels` must be a positive int; got {in_channels!r}.')
+          f'`in_channels` must be a positive int; got {in_channels!r}.'
+      )
     net = tf.zeros([1, 1, 1, 1, in_channels])
     for layer in self.layers.values():
       if not isinstance(layer, PoolSpec):

@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import os
 from typing import (
-  Dict,
-  Iterable,
-  Mapping,
-  Optional,
-  Sequence,
-  Tuple,
+    Dict,
+    Iterable,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
 )
 
 from absl import logging
@@ -67,10 +67,9 @@ HEAD_ENDPOINTS = ('Logits', 'Predictions')
 TRUNK_ENDPOINTS = tuple(spec.name for spec in i3d.LAYER_SPECS)
 
 
-
-def configure_threads(num_threads: Optional[int] = None,
-                      inter_op_threads: int = INTER_OP_THREADS
-                      ) -> Tuple[int, int]:
+def configure_threads(
+    num_threads: Optional[int] = None, inter_op_threads: int = INTER_OP_THREADS
+) -> Tuple[int, int]:
   """Sets TensorFlow's thread pools for inference; call before any op runs.
 
   Args:
@@ -86,17 +85,24 @@ def configure_threads(num_threads: Optional[int] = None,
   """
   if num_threads is None:
     num_threads = len(os.sched_getaffinity(0))
-  for arg, value in (('num_threads', num_threads),
-                     ('inter_op_threads', inter_op_threads)):
+  for arg, value in (
+      ('num_threads', num_threads),
+      ('inter_op_threads', inter_op_threads),
+  ):
     if not isinstance(value, int) or value < 1:
       raise ValueError(f'`{arg}` must be a positive int; got {value!r}.')
   try:
     tf.config.threading.set_intra_op_parallelism_threads(num_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
   except RuntimeError as e:  # The runtime is already initialized.
-    logging.warning('Thread pools left as they are (%s): %s', (
-        tf.config.threading.get_intra_op_parallelism_threads(),
-        tf.config.threading.get_inter_op_parallelism_threads()), e)
+    logging.warning(
+        'Thread pools left as they are (%s): %s',
+        (
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        ),
+        e,
+    )
   return num_threads, inter_op_threads
 
 
@@ -105,9 +111,11 @@ def configure_threads(num_threads: Optional[int] = None,
 
 
 def _reduce_paths(spec: i3d.MixedSpec) -> Tuple[str, str, str]:
-  return (f'{spec.name}/Branch_0/Conv3d_0a_1x1',
-          f'{spec.name}/Branch_1/Conv3d_0a_1x1',
-          f'{spec.name}/Branch_2/Conv3d_0a_1x1')
+  return (
+      f'{spec.name}/Branch_0/Conv3d_0a_1x1',
+      f'{spec.name}/Branch_1/Conv3d_0a_1x1',
+      f'{spec.name}/Branch_2/Conv3d_0a_1x1',
+  )
 
 
 class _PlainUnits:
@@ -138,8 +146,12 @@ class FoldedI3D(tf.Module):
   saved; build a new one after the model's weights change.
   """
 
-  def __init__(self, model: i3d.InceptionI3d, merge_reduces: bool = True,
-               name: str = 'folded_i3d'):
+  def __init__(
+      self,
+      model: i3d.InceptionI3d,
+      merge_reduces: bool = True,
+      name: str = 'folded_i3d',
+  ):
     """Folds `model`'s weights.
 
     Args:
@@ -153,8 +165,10 @@ class FoldedI3D(tf.Module):
     """
     super().__init__(name=name)
     if model.in_channels is None:
-      raise ValueError('`model` has no variables yet: restore a checkpoint '
-                       'or call model.create_variables(in_channels) first.')
+      raise ValueError(
+          '`model` has no variables yet: restore a checkpoint '
+          'or call model.create_variables(in_channels) first.'
+      )
     self.in_channels = model.in_channels
     self.num_classes = model.num_classes
     self.spatial_squeeze = model.spatial_squeeze
@@ -211,8 +225,9 @@ class FoldedI3D(tf.Module):
 
   def head(self, mixed_5c: tf.Tensor) -> tf.Tensor:
     """Averaged logits from Mixed_5c, as the module's Logits endpoint."""
-    pooled = tf.nn.avg_pool3d(mixed_5c, [1, *i3d.LOGITS_POOL, 1], [1] * 5,
-                              'VALID')
+    pooled = tf.nn.avg_pool3d(
+        mixed_5c, [1, *i3d.LOGITS_POOL, 1], [1] * 5, 'VALID'
+    )
     logits = self.unit(i3d.LOGITS_UNIT, pooled)
     if self.spatial_squeeze:
       logits = tf.squeeze(logits, [2, 3])
@@ -274,8 +289,11 @@ class Predictor:
     self.chunk_frames = chunk_frames
     self.in_channels = model.in_channels
     self.has_head = model.final_endpoint in HEAD_ENDPOINTS
-    last = (len(i3d.VALID_ENDPOINTS) if self.has_head else
-            i3d.VALID_ENDPOINTS.index(model.final_endpoint) + 1)
+    last = (
+        len(i3d.VALID_ENDPOINTS)
+        if self.has_head
+        else i3d.VALID_ENDPOINTS.index(model.final_endpoint) + 1
+    )
     self.endpoints = i3d.VALID_ENDPOINTS[:last]
     if path == 'plain':
       self._units = _PlainUnits(model)
@@ -307,8 +325,9 @@ class Predictor:
     pooled = self._stream([video], 'Logits', video.shape[1], batched=True)
     return self._head(pooled, time_mean=True)
 
-  def logits_stream(self, chunks: Iterable[np.ndarray],
-                    num_frames: Optional[int] = None) -> np.ndarray:
+  def logits_stream(
+      self, chunks: Iterable[np.ndarray], num_frames: Optional[int] = None
+  ) -> np.ndarray:
     """Logits of one long video given as consecutive chunks of frames.
 
     Holds at most about `chunk_frames` frames at a time, whatever the length.
@@ -330,8 +349,9 @@ class Predictor:
     pooled = self._stream(chunks, 'Logits', num_frames, batched=False)
     return self._head(pooled, time_mean=True)[0]
 
-  def features(self, video: np.ndarray,
-               endpoint: str = 'Mixed_5c') -> np.ndarray:
+  def features(
+      self, video: np.ndarray, endpoint: str = 'Mixed_5c'
+  ) -> np.ndarray:
     """The endpoint's output averaged over time and space.
 
     Args:
@@ -355,8 +375,9 @@ class Predictor:
     per_time = self._stream([video], endpoint, video.shape[1], batched=True)
     return per_time.mean(axis=1, dtype=np.float64).astype(np.float32)
 
-  def temporal_features(self, video: np.ndarray,
-                        endpoint: str = 'Mixed_5c') -> np.ndarray:
+  def temporal_features(
+      self, video: np.ndarray, endpoint: str = 'Mixed_5c'
+  ) -> np.ndarray:
     """The endpoint's output averaged over space, per output timestep.
 
     Args:
@@ -393,7 +414,8 @@ class Predictor:
     if video.ndim != 5 or video.shape[-1] != self.in_channels:
       raise ValueError(
           f'`video` must be [batch, frames, height, width, '
-          f'{self.in_channels}]; got shape {video.shape}.')
+          f'{self.in_channels}]; got shape {video.shape}.'
+      )
     self._check_size(video.shape[1:4], endpoint, 'video')
     return video
 
@@ -404,7 +426,8 @@ class Predictor:
       raise ValueError(
           f'`{arg}` is too small for endpoint {endpoint!r}: it needs at least '
           f'{min_frames} frames of {min_pixels}x{min_pixels} pixels; got '
-          f'{frames} frames of {height}x{width}.')
+          f'{frames} frames of {height}x{width}.'
+      )
     if endpoint in HEAD_ENDPOINTS and self.model.spatial_squeeze:
       sh = i3d.strides_up_to('Mixed_5c')[1]
       pooled = [-(-n // sh) - i3d.LOGITS_POOL[1] + 1 for n in (height, width)]
@@ -413,7 +436,8 @@ class Predictor:
             f'`{arg}` frames of {height}x{width} pixels leave a {pooled[0]}x'
             f'{pooled[1]} logits map, which a spatially squeezed model cannot'
             f' squeeze; valid sizes are {(i3d.LOGITS_POOL[1] - 1) * sh + 1} '
-            f'to {i3d.LOGITS_POOL[1] * sh} pixels.')
+            f'to {i3d.LOGITS_POOL[1] * sh} pixels.'
+        )
 
   # ---- whole clips ---------------------------------------------------------
 
@@ -421,11 +445,13 @@ class Predictor:
     """A traced whole-clip function: 'mean' over T,H,W or per 'time'."""
     key = (endpoint, reduction)
     if key not in self._whole_fns:
-      spec = tf.TensorSpec([None, None, None, None, self.in_channels],
-                           tf.float32)
+      spec = tf.TensorSpec(
+          [None, None, None, None, self.in_channels], tf.float32
+      )
       fn = self._whole_plain if self.path == 'plain' else self._whole_fast
       self._whole_fns[key] = tf.function(
-          lambda x: fn(x, endpoint, reduction), input_signature=[spec])
+          lambda x: fn(x, endpoint, reduction), input_signature=[spec]
+      )
     return self._whole_fns[key]
 
   def _whole_fast(self, x, endpoint, reduction):
@@ -435,10 +461,12 @@ class Predictor:
     mixed_5c = _trunk(self._units, x, 'Mixed_5c')
     if reduction == 'mean':
       return self._units.head(mixed_5c)
-    pooled = tf.nn.avg_pool3d(mixed_5c, [1, *i3d.LOGITS_POOL, 1], [1] * 5,
-                              'VALID')
-    return self._finish_logits(self._units.unit(i3d.LOGITS_UNIT, pooled),
-                               reduction)
+    pooled = tf.nn.avg_pool3d(
+        mixed_5c, [1, *i3d.LOGITS_POOL, 1], [1] * 5, 'VALID'
+    )
+    return self._finish_logits(
+        self._units.unit(i3d.LOGITS_UNIT, pooled), reduction
+    )
 
   def _whole_plain(self, x, endpoint, reduction):
     if endpoint in HEAD_ENDPOINTS and reduction == 'mean':
@@ -447,10 +475,12 @@ class Predictor:
     if endpoint not in HEAD_ENDPOINTS:
       out = end_points[endpoint]
       return tf.reduce_mean(out, [1, 2, 3] if reduction == 'mean' else [2, 3])
-    pooled = tf.nn.avg_pool3d(end_points['Mixed_5c'],
-                              [1, *i3d.LOGITS_POOL, 1], [1] * 5, 'VALID')
-    return self._finish_logits(self._units.unit(i3d.LOGITS_UNIT, pooled),
-                               reduction)
+    pooled = tf.nn.avg_pool3d(
+        end_points['Mixed_5c'], [1, *i3d.LOGITS_POOL, 1], [1] * 5, 'VALID'
+    )
+    return self._finish_logits(
+        self._units.unit(i3d.LOGITS_UNIT, pooled), reduction
+    )
 
   def _finish_logits(self, logits: tf.Tensor, reduction: str) -> tf.Tensor:
     """[B, T', H', W', N] -> the module's averaged logits, or per time."""
@@ -463,13 +493,14 @@ class Predictor:
   def _head(self, spatially_pooled: np.ndarray, time_mean: bool) -> np.ndarray:
     """The head on per-timestep [7,7]-pooled Mixed_5c features."""
     if self._head_fn is None:
-      spec = tf.TensorSpec([None, None, None, None, i3d.FEATURE_CHANNELS],
-                           tf.float32)
+      spec = tf.TensorSpec(
+          [None, None, None, None, i3d.FEATURE_CHANNELS], tf.float32
+      )
       self._head_fn = tf.function(
-          lambda p: _per_time_logits(self._units, p), input_signature=[spec])
+          lambda p: _per_time_logits(self._units, p), input_signature=[spec]
+      )
     logits = self._head_fn(spatially_pooled)
-    return self._finish_logits(
-        logits, 'mean' if time_mean else 'time').numpy()
+    return self._finish_logits(logits, 'mean' if time_mean else 'time').numpy()
 
   # ---- streams -------------------------------------------------------------
 
@@ -481,15 +512,20 @@ class Predictor:
     """
     if endpoint not in self._step_fns:
       trunk_end = 'Mixed_5c' if endpoint in HEAD_ENDPOINTS else endpoint
-      carry = [tf.TensorSpec([None, None, None, None, c], tf.float32)
-               for _, c in streaming.carry_specs(trunk_end, self.in_channels)]
-      specs = [tf.TensorSpec([None, None, None, None, self.in_channels],
-                             tf.float32),
-               carry,
-               tf.TensorSpec([None, 2], tf.int32)]
+      carry = [
+          tf.TensorSpec([None, None, None, None, c], tf.float32)
+          for _, c in streaming.carry_specs(trunk_end, self.in_channels)
+      ]
+      specs = [
+          tf.TensorSpec([None, None, None, None, self.in_channels], tf.float32),
+          carry,
+          tf.TensorSpec([None, 2], tf.int32),
+      ]
 
       def step(x, carried, pads):
-        out, carried = streaming.stream_trunk(self._units, x, carried, pads, trunk_end)
+        out, carried = streaming.stream_trunk(
+            self._units, x, carried, pads, trunk_end
+        )
         if endpoint in HEAD_ENDPOINTS:
           return streaming.spatial_logits_pool(out), carried
         return tf.reduce_mean(out, [2, 3]), carried
@@ -497,43 +533,73 @@ class Predictor:
       self._step_fns[endpoint] = tf.function(step, input_signature=specs)
     return self._step_fns[endpoint]
 
-  def _stream(self, chunks: Iterable[np.ndarray], endpoint: str,
-              num_frames: Optional[int], batched: bool) -> np.ndarray:
+  def _stream(
+      self,
+      chunks: Iterable[np.ndarray],
+      endpoint: str,
+      num_frames: Optional[int],
+      batched: bool,
+  ) -> np.ndarray:
     """Streams frames through the trunk; returns [B, T_e, ...] outputs."""
     trunk_end = 'Mixed_5c' if endpoint in HEAD_ENDPOINTS else endpoint
-    if num_frames is not None and (not isinstance(num_frames, int) or
-                                   num_frames < 1):
+    if num_frames is not None and (
+        not isinstance(num_frames, int) or num_frames < 1
+    ):
       raise ValueError(
-          f'`num_frames` must be a positive int or None; got {num_frames!r}.')
+          f'`num_frames` must be a positive int or None; got {num_frames!r}.'
+      )
     period = streaming.grid_period(trunk_end)
-    first = streaming.round_up(max(self.chunk_frames, streaming.first_chunk_frames(trunk_end)),
-                      streaming.TIME_STRIDE)
+    first = streaming.round_up(
+        max(self.chunk_frames, streaming.first_chunk_frames(trunk_end)),
+        streaming.TIME_STRIDE,
+    )
     step = self._step(endpoint)
     carried = None
     outputs = []
     grid_frames = num_frames or period  # Any multiple of the period.
-    befores = np.array([b for b, _ in streaming.time_pads(trunk_end, grid_frames)],
-                       np.int32)
-    for frames, total, is_last in streaming.rechunk(chunks, first, self.chunk_frames,
-                                           period, batched,
-                                           self.in_channels, num_frames):
+    befores = np.array(
+        [b for b, _ in streaming.time_pads(trunk_end, grid_frames)], np.int32
+    )
+    for frames, total, is_last in streaming.rechunk(
+        chunks,
+        first,
+        self.chunk_frames,
+        period,
+        batched,
+        self.in_channels,
+        num_frames,
+    ):
       if carried is None:
-        self._check_size((max(num_frames or 0, frames.shape[1]),
-                          *frames.shape[2:4]), endpoint, 'chunks')
+        self._check_size(
+            (max(num_frames or 0, frames.shape[1]), *frames.shape[2:4]),
+            endpoint,
+            'chunks',
+        )
         carried = [
-            tf.zeros([frames.shape[0], 0, -(-frames.shape[2] // s),
-                      -(-frames.shape[3] // s), c])
-            for s, c in streaming.carry_specs(trunk_end, self.in_channels)]
+            tf.zeros(
+                [
+                    frames.shape[0],
+                    0,
+                    -(-frames.shape[2] // s),
+                    -(-frames.shape[3] // s),
+                    c,
+                ]
+            )
+            for s, c in streaming.carry_specs(trunk_end, self.in_channels)
+        ]
         pads = np.zeros([len(befores), 2], np.int32)
         pads[:, 0] = befores
       else:
         pads = np.zeros([len(befores), 2], np.int32)
       if is_last:
         if num_frames is None and total % period:
-          logging.info('Stream of %d frames: dropping the last %d to keep '
-                       'the stride grid of its first frames.', total,
-                       total % period)
-          frames = frames[:, :frames.shape[1] - total % period]
+          logging.info(
+              'Stream of %d frames: dropping the last %d to keep '
+              'the stride grid of its first frames.',
+              total,
+              total % period,
+          )
+          frames = frames[:, : frames.shape[1] - total % period]
           total -= total % period
         self._check_size((total, *frames.shape[2:4]), endpoint, 'chunks')
         pads[:, 1] = [a for _, a in streaming.time_pads(trunk_end, total)]
@@ -546,8 +612,11 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
   return tf.nn.softmax(logits).numpy()
 
 
-def make_predictor(model: i3d.InceptionI3d, path: str = DEFAULT_PATH,
-                   chunk_frames: Optional[int] = None) -> Predictor:
+def make_predictor(
+    model: i3d.InceptionI3d,
+    path: str = DEFAULT_PATH,
+    chunk_frames: Optional[int] = None,
+) -> Predictor:
   """A Predictor for a built, weight-loaded model.
 
   Args:
@@ -567,21 +636,29 @@ def make_predictor(model: i3d.InceptionI3d, path: str = DEFAULT_PATH,
   streaming.check_endpoint('path', path, PATHS)
   if chunk_frames is None:
     chunk_frames = DEFAULT_CHUNK_FRAMES
-  if (not isinstance(chunk_frames, int) or chunk_frames < 1 or
-      chunk_frames % streaming.TIME_STRIDE):
-    raise ValueError(f'`chunk_frames` must be a positive multiple of '
-                     f'{streaming.TIME_STRIDE} or None; got {chunk_frames!r}.')
+  if (
+      not isinstance(chunk_frames, int)
+      or chunk_frames < 1
+      or chunk_frames % streaming.TIME_STRIDE
+  ):
+    raise ValueError(
+        f'`chunk_frames` must be a positive multiple of '
+        f'{streaming.TIME_STRIDE} or None; got {chunk_frames!r}.'
+    )
   if model.in_channels is None:
-    raise ValueError('`model` has no variables yet: restore a checkpoint or '
-                     'call model.create_variables(in_channels) first.')
+    raise ValueError(
+        '`model` has no variables yet: restore a checkpoint or '
+        'call model.create_variables(in_channels) first.'
+    )
   return Predictor(model, path, chunk_frames)
 
 
-def load_predictors(prefixes: Mapping[str, str],
-                    final_endpoint: str = 'Logits',
-                    path: str = DEFAULT_PATH,
-                    chunk_frames: Optional[int] = None
-                    ) -> Dict[str, Predictor]:
+def load_predictors(
+    prefixes: Mapping[str, str],
+    final_endpoint: str = 'Logits',
+    path: str = DEFAULT_PATH,
+    chunk_frames: Optional[int] = None,
+) -> Dict[str, Predictor]:
   """Restores each stream's checkpoint into a model and wraps it.
 
   Args:
@@ -605,8 +682,9 @@ def load_predictors(prefixes: Mapping[str, str],
       raise checkpoints.CheckpointError(
           f'Checkpoint {prefix!r} takes {model.in_channels} input channels, '
           f'but the {stream} stream has {checkpoints.STREAM_CHANNELS[stream]}: use an RGB '
-          'checkpoint for rgb and a flow checkpoint for flow.')
-    predictors[stream] = make_predictor(model, path=path,
-                                                  chunk_frames=chunk_frames)
+          'checkpoint for rgb and a flow checkpoint for flow.'
+      )
+    predictors[stream] = make_predictor(
+        model, path=path, chunk_frames=chunk_frames
+    )
   return predictors
-

@@ -45,9 +45,15 @@ class GeometryTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.parameters(
       # (size, kernel, stride, expected): TF's 'SAME' rule.
-      (10, 7, 2, (2, 3)), (9, 7, 2, (3, 3)), (40, 3, 2, (0, 1)),
-      (41, 3, 2, (1, 1)), (20, 2, 2, (0, 0)), (21, 2, 2, (0, 1)),
-      (5, 3, 1, (1, 1)), (5, 1, 1, (0, 0)))
+      (10, 7, 2, (2, 3)),
+      (9, 7, 2, (3, 3)),
+      (40, 3, 2, (0, 1)),
+      (41, 3, 2, (1, 1)),
+      (20, 2, 2, (0, 0)),
+      (21, 2, 2, (0, 1)),
+      (5, 3, 1, (1, 1)),
+      (5, 1, 1, (0, 0)),
+  )
   def test_same_padding(self, size, kernel, stride, expected):
     self.assertEqual(streaming.same_padding(size, kernel, stride), expected)
 
@@ -57,19 +63,23 @@ class GeometryTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual((g.context_before, g.context_after), (44, 47))
     # An odd length pads Conv3d_1a_7x7 by one more frame in front.
     self.assertEqual(streaming.temporal_geometry('Mixed_5c', 79).before, 45)
-    self.assertEqual(streaming.temporal_geometry('Logits').receptive_field,
-                     107)
+    self.assertEqual(streaming.temporal_geometry('Logits').receptive_field, 107)
 
   @parameterized.parameters((128, 3), (128, 100), (127, 60))
   def test_receptive_field_matches_module(self, frames, frame):
     g = streaming.temporal_geometry('Mixed_5c', frames)
     positions = -(-frames // g.stride)
-    expected = {i for i in range(positions)
-                if i * g.stride - g.before <= frame <
-                i * g.stride - g.before + g.receptive_field}
+    expected = {
+        i
+        for i in range(positions)
+        if i * g.stride - g.before
+        <= frame
+        < i * g.stride - g.before + g.receptive_field
+    }
     video = _video([1, frames, 16, 16, 3])
-    self.assertEqual(_changed_outputs(_model('Mixed_5c'), video, frame),
-                     expected)
+    self.assertEqual(
+        _changed_outputs(_model('Mixed_5c'), video, frame), expected
+    )
 
   def test_first_chunk_frames(self):
     # Output 0 of Mixed_5c ends at frame 98 - 44 = 54 on the even grid.
@@ -86,42 +96,67 @@ class PredictorTest(tf.test.TestCase, parameterized.TestCase):
     expected = model(video, is_training=False)[0].numpy()
     predictor = inference.make_predictor(model, path)
     self.assertAllClose(predictor.logits(video), expected, atol=_TOL, rtol=0)
-    self.assertAllClose(predictor.features(video, 'Logits'), expected,
-                        atol=_TOL, rtol=0)
-    self.assertAllClose(predictor.features(video, 'Predictions'),
-                        tf.nn.softmax(expected), atol=_TOL, rtol=0)
+    self.assertAllClose(
+        predictor.features(video, 'Logits'), expected, atol=_TOL, rtol=0
+    )
+    self.assertAllClose(
+        predictor.features(video, 'Predictions'),
+        tf.nn.softmax(expected),
+        atol=_TOL,
+        rtol=0,
+    )
     per_time = predictor.temporal_features(video, 'Logits')
     self.assertEqual(per_time.shape, (1, 1, 400))
     self.assertAllClose(per_time.mean(axis=1), expected, atol=_TOL, rtol=0)
 
   @parameterized.product(
       path=inference.PATHS,
-      endpoint=('Conv3d_1a_7x7', 'MaxPool3d_3a_3x3', 'Mixed_4f', 'Mixed_5c'))
+      endpoint=('Conv3d_1a_7x7', 'MaxPool3d_3a_3x3', 'Mixed_4f', 'Mixed_5c'),
+  )
   def test_features_match_module(self, path, endpoint):
     model = _model('Mixed_5c')
     video = _video([2, 11, _SMALL, _SMALL, 3])
     expected = model(video, is_training=False)[1][endpoint].numpy()
     predictor = inference.make_predictor(model, path)
-    self.assertAllClose(predictor.features(video, endpoint),
-                        expected.mean(axis=(1, 2, 3)), atol=_TOL, rtol=0)
-    self.assertAllClose(predictor.temporal_features(video, endpoint),
-                        expected.mean(axis=(2, 3)), atol=_TOL, rtol=0)
+    self.assertAllClose(
+        predictor.features(video, endpoint),
+        expected.mean(axis=(1, 2, 3)),
+        atol=_TOL,
+        rtol=0,
+    )
+    self.assertAllClose(
+        predictor.temporal_features(video, endpoint),
+        expected.mean(axis=(2, 3)),
+        atol=_TOL,
+        rtol=0,
+    )
 
   @parameterized.parameters(
       # Lengths covering the four 'SAME' grids (T mod 4); 'plain' once.
-      ('fast', 97, 'Mixed_5c'), ('fast', 98, 'Mixed_5c'),
-      ('fast', 99, 'Mixed_4f'), ('fast', 100, 'Conv3d_2c_3x3'),
-      ('plain', 99, 'Mixed_5c'))
+      ('fast', 97, 'Mixed_5c'),
+      ('fast', 98, 'Mixed_5c'),
+      ('fast', 99, 'Mixed_4f'),
+      ('fast', 100, 'Conv3d_2c_3x3'),
+      ('plain', 99, 'Mixed_5c'),
+  )
   def test_streamed_trunk_matches_whole(self, path, frames, endpoint):
     model = _model('Mixed_5c')
     video = _video([1, frames, _SMALL, _SMALL, 3])
     expected = model(video, is_training=False)[1][endpoint].numpy()
     # 8-frame chunks: a 56-frame first chunk, then 5 or 6 more.
     predictor = inference.make_predictor(model, path, chunk_frames=8)
-    self.assertAllClose(predictor.temporal_features(video, endpoint),
-                        expected.mean(axis=(2, 3)), atol=_TOL, rtol=0)
-    self.assertAllClose(predictor.features(video, endpoint),
-                        expected.mean(axis=(1, 2, 3)), atol=_TOL, rtol=0)
+    self.assertAllClose(
+        predictor.temporal_features(video, endpoint),
+        expected.mean(axis=(2, 3)),
+        atol=_TOL,
+        rtol=0,
+    )
+    self.assertAllClose(
+        predictor.features(video, endpoint),
+        expected.mean(axis=(1, 2, 3)),
+        atol=_TOL,
+        rtol=0,
+    )
 
   def test_streamed_logits_match_module(self):
     model = _model()
@@ -130,19 +165,33 @@ class PredictorTest(tf.test.TestCase, parameterized.TestCase):
     predictor = inference.make_predictor(model, 'fast', chunk_frames=8)
     self.assertAllClose(predictor.logits(video), expected, atol=_TOL, rtol=0)
     # The same video as a stream of uneven pieces.
-    pieces = [video[0, i:i + 7] for i in range(0, 75, 7)]
-    self.assertAllClose(predictor.logits_stream(iter(pieces), num_frames=75),
-                        expected[0], atol=_TOL, rtol=0)
+    pieces = [video[0, i : i + 7] for i in range(0, 75, 7)]
+    self.assertAllClose(
+        predictor.logits_stream(iter(pieces), num_frames=75),
+        expected[0],
+        atol=_TOL,
+        rtol=0,
+    )
     # Without its length, a stream drops its last 75 mod 4 frames.
     expected_72 = model(video[:, :72], is_training=False)[0].numpy()
-    self.assertAllClose(predictor.logits_stream(iter(pieces)),
-                        expected_72[0], atol=_TOL, rtol=0)
+    self.assertAllClose(
+        predictor.logits_stream(iter(pieces)), expected_72[0], atol=_TOL, rtol=0
+    )
 
   def test_rechunk_bounds_the_buffer(self):
     pieces = [np.zeros([n, 2, 2, 3], np.float32) for n in (1, 300, 5, 40)]
-    sizes = [(c.shape[1], last) for c, _, last in streaming.rechunk(  # pylint: disable=protected-access
-        pieces, first=56, chunk=16, period=4, batched=False, channels=3,
-        num_frames=None)]
+    sizes = [
+        (c.shape[1], last)
+        for c, _, last in streaming.rechunk(  # pylint: disable=protected-access
+            pieces,
+            first=56,
+            chunk=16,
+            period=4,
+            batched=False,
+            channels=3,
+            num_frames=None,
+        )
+    ]
     self.assertEqual(sizes[0], (56, False))
     self.assertEqual({s for s, _ in sizes[1:-1]}, {16})
     self.assertEqual(sum(s for s, _ in sizes), 346)
@@ -164,8 +213,9 @@ class ErrorsTest(tf.test.TestCase):
       inference.make_predictor(_model('Mixed_5c'), 'slow')
 
   def test_bad_chunk_frames(self):
-    with self.assertRaisesRegex(ValueError, r'`chunk_frames`.*multiple of 8'
-                                r'.*12'):
+    with self.assertRaisesRegex(
+        ValueError, r'`chunk_frames`.*multiple of 8' r'.*12'
+    ):
       inference.make_predictor(_model('Mixed_5c'), chunk_frames=12)
 
   def test_model_without_variables(self):
@@ -174,26 +224,32 @@ class ErrorsTest(tf.test.TestCase):
 
   def test_unknown_endpoint(self):
     predictor = inference.make_predictor(_model('Mixed_5c'))
-    with self.assertRaisesRegex(ValueError,
-                                r'`endpoint` \'Mixed_9z\'.*Mixed_5c'):
+    with self.assertRaisesRegex(
+        ValueError, r'`endpoint` \'Mixed_9z\'.*Mixed_5c'
+    ):
       predictor.features(_video([1, 4, 8, 8, 3]), 'Mixed_9z')
 
   def test_endpoint_past_the_model(self):
     predictor = inference.make_predictor(_model('Mixed_5c'))
-    with self.assertRaisesRegex(ValueError, r'`endpoint` \'Logits\'.*'
-                                r'Conv3d_1a_7x7.*Mixed_5c\.$'):
+    with self.assertRaisesRegex(
+        ValueError, r'`endpoint` \'Logits\'.*' r'Conv3d_1a_7x7.*Mixed_5c\.$'
+    ):
       predictor.logits(_video([1, 9, 224, 224, 3]))
 
   def test_bad_video_shape(self):
     predictor = inference.make_predictor(_model('Mixed_5c'))
-    with self.assertRaisesRegex(ValueError, r'`video` must be \[batch, '
-                                r'frames, height, width, 3\].*\(1, 4, 8, 8, 2'):
+    with self.assertRaisesRegex(
+        ValueError,
+        r'`video` must be \[batch, '
+        r'frames, height, width, 3\].*\(1, 4, 8, 8, 2',
+    ):
       predictor.features(_video([1, 4, 8, 8, 2]))
 
   def test_video_too_short_for_logits(self):
     predictor = inference.make_predictor(_model())
-    with self.assertRaisesRegex(ValueError, r'at least 9 frames.*got 8 '
-                                r'frames'):
+    with self.assertRaisesRegex(
+        ValueError, r'at least 9 frames.*got 8 ' r'frames'
+    ):
       predictor.logits(_video([1, 8, 224, 224, 3]))
 
   def test_frames_too_large_to_squeeze(self):
@@ -204,8 +260,9 @@ class ErrorsTest(tf.test.TestCase):
   def test_stream_length_differs(self):
     predictor = inference.make_predictor(_model('Mixed_5c'), chunk_frames=8)
     chunks = [np.zeros([4, 8, 8, 3], np.float32)] * 3
-    with self.assertRaisesRegex(ValueError, r'12 frames but `num_frames` is '
-                                r'20'):
+    with self.assertRaisesRegex(
+        ValueError, r'12 frames but `num_frames` is ' r'20'
+    ):
       predictor._stream(chunks, 'Mixed_5c', 20, batched=False)  # pylint: disable=protected-access
 
   def test_empty_stream(self):
@@ -215,15 +272,19 @@ class ErrorsTest(tf.test.TestCase):
 
   def test_stream_chunks_differ_in_size(self):
     predictor = inference.make_predictor(_model())
-    chunks = [np.zeros([4, 224, 224, 3], np.float32),
-              np.zeros([4, 200, 224, 3], np.float32)]
-    with self.assertRaisesRegex(ValueError, r'same size as the first; got '
-                                r'shape \(4, 200, 224, 3\)'):
+    chunks = [
+        np.zeros([4, 224, 224, 3], np.float32),
+        np.zeros([4, 200, 224, 3], np.float32),
+    ]
+    with self.assertRaisesRegex(
+        ValueError, r'same size as the first; got ' r'shape \(4, 200, 224, 3\)'
+    ):
       predictor.logits_stream(chunks)
 
   def test_bad_threads(self):
-    with self.assertRaisesRegex(ValueError, r'`num_threads`.*positive int.*'
-                                r'0'):
+    with self.assertRaisesRegex(
+        ValueError, r'`num_threads`.*positive int.*' r'0'
+    ):
       inference.configure_threads(0)
 
   def test_bad_geometry_frames(self):

@@ -37,17 +37,22 @@ def same_padding(size: int, kernel: int, stride: int):
   return total // 2, total - total // 2
 
 
-def _windows(x: np.ndarray, kernel: Sequence[int], stride: Sequence[int],
-             pad_value: float) -> np.ndarray:
+def _windows(
+    x: np.ndarray,
+    kernel: Sequence[int],
+    stride: Sequence[int],
+    pad_value: float,
+) -> np.ndarray:
   """[T,H,W,C] -> strided windows [T',H',W',C,kt,kh,kw] with SAME padding."""
   pads = [same_padding(x.shape[i], kernel[i], stride[i]) for i in range(3)]
   xp = np.pad(x, pads + [(0, 0)], constant_values=pad_value)
   win = np.lib.stride_tricks.sliding_window_view(xp, kernel, axis=(0, 1, 2))
-  return win[::stride[0], ::stride[1], ::stride[2]]
+  return win[:: stride[0], :: stride[1], :: stride[2]]
 
 
-def conv3d_same(x: np.ndarray, w: np.ndarray,
-                stride: Sequence[int] = (1, 1, 1)) -> np.ndarray:
+def conv3d_same(
+    x: np.ndarray, w: np.ndarray, stride: Sequence[int] = (1, 1, 1)
+) -> np.ndarray:
   """One example [T,H,W,Cin] * [kt,kh,kw,Cin,Cout] with TF 'SAME' padding."""
   x = x.astype(np.float64)
   w = w.astype(np.float64)
@@ -57,8 +62,9 @@ def conv3d_same(x: np.ndarray, w: np.ndarray,
   return np.tensordot(win, w, axes=([3, 4, 5, 6], [3, 0, 1, 2]))
 
 
-def max_pool_same(x: np.ndarray, kernel: Sequence[int],
-                  stride: Sequence[int]) -> np.ndarray:
+def max_pool_same(
+    x: np.ndarray, kernel: Sequence[int], stride: Sequence[int]
+) -> np.ndarray:
   """TF 'SAME' max pool: padded positions never win."""
   return _windows(x, kernel, stride, -np.inf).max(axis=(4, 5, 6))
 
@@ -88,31 +94,41 @@ class NumpyI3D:
   @classmethod
   def from_checkpoint(cls, prefix: str, scope: str) -> 'NumpyI3D':
     import tensorflow as tf  # Only to read the checkpoint file.
+
     reader = tf.train.load_checkpoint(prefix)
     return cls(lambda n: reader.get_tensor(scope + n))
 
   @classmethod
-  def from_dict(cls, tensors: Mapping[str, np.ndarray],
-                scope: str) -> 'NumpyI3D':
+  def from_dict(
+      cls, tensors: Mapping[str, np.ndarray], scope: str
+  ) -> 'NumpyI3D':
     return cls(lambda n: tensors[scope + n])
 
   def unit(self, x, path: str, stride=(1, 1, 1)):
     g = self._get
     y = conv3d_same(x, g(f'{path}/conv_3d/w'), stride)
-    y = batch_norm_test(y, g(f'{path}/batch_norm/beta'),
-                        g(f'{path}/batch_norm/moving_mean'),
-                        g(f'{path}/batch_norm/moving_variance'))
+    y = batch_norm_test(
+        y,
+        g(f'{path}/batch_norm/beta'),
+        g(f'{path}/batch_norm/moving_mean'),
+        g(f'{path}/batch_norm/moving_variance'),
+    )
     return np.maximum(y, 0.0)
 
   def mixed(self, x, name: str):
     _, conv_name = _BLOCKS[name]
     b0 = self.unit(x, f'{name}/Branch_0/Conv3d_0a_1x1')
-    b1 = self.unit(self.unit(x, f'{name}/Branch_1/Conv3d_0a_1x1'),
-                   f'{name}/Branch_1/Conv3d_0b_3x3')
-    b2 = self.unit(self.unit(x, f'{name}/Branch_2/Conv3d_0a_1x1'),
-                   f'{name}/Branch_2/{conv_name}')
-    b3 = self.unit(max_pool_same(x, (3, 3, 3), (1, 1, 1)),
-                   f'{name}/Branch_3/Conv3d_0b_1x1')
+    b1 = self.unit(
+        self.unit(x, f'{name}/Branch_1/Conv3d_0a_1x1'),
+        f'{name}/Branch_1/Conv3d_0b_3x3',
+    )
+    b2 = self.unit(
+        self.unit(x, f'{name}/Branch_2/Conv3d_0a_1x1'),
+        f'{name}/Branch_2/{conv_name}',
+    )
+    b3 = self.unit(
+        max_pool_same(x, (3, 3, 3), (1, 1, 1)), f'{name}/Branch_3/Conv3d_0b_1x1'
+    )
     return np.concatenate([b0, b1, b2, b3], axis=-1)
 
   def endpoints(self, video: np.ndarray, stop: str = 'Logits'):

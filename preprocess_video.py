@@ -22,33 +22,54 @@ import video
 
 _VIDEO = flags.DEFINE_string('video', None, 'Input video file.', required=True)
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', 'out', 'Folder for the outputs; created if missing.')
+    'output_dir', 'out', 'Folder for the outputs; created if missing.'
+)
 _NAME = flags.DEFINE_string(
-    'name', None, 'Output name prefix; defaults to the video file name '
-    'without its extension.')
+    'name',
+    None,
+    'Output name prefix; defaults to the video file name '
+    'without its extension.',
+)
 _STREAMS = flags.DEFINE_enum(
-    'streams', 'joint', list(assets.STREAM_CHOICES),
-    'Which inputs to write: rgb, flow (TV-L1, slow) or joint (both).')
+    'streams',
+    'joint',
+    list(assets.STREAM_CHOICES),
+    'Which inputs to write: rgb, flow (TV-L1, slow) or joint (both).',
+)
 _START = flags.DEFINE_float(
-    'start', None, 'Clip start in seconds; default: start of the video.')
+    'start', None, 'Clip start in seconds; default: start of the video.'
+)
 _END = flags.DEFINE_float(
-    'end', None, 'Clip end in seconds; default: end of the video.')
+    'end', None, 'Clip end in seconds; default: end of the video.'
+)
 _MIN_FRAMES = flags.DEFINE_integer(
-    'min_frames', recipe.MIN_FRAMES,
+    'min_frames',
+    recipe.MIN_FRAMES,
     'Loop shorter clips from the start up to this many frames (the I3D Logits '
-    'head needs 9).', lower_bound=1)
+    'head needs 9).',
+    lower_bound=1,
+)
 _CROP = flags.DEFINE_enum(
-    'crop', 'center', list(recipe.VALID_CROPS),
-    'center (test time) or random (training augmentation).')
+    'crop',
+    'center',
+    list(recipe.VALID_CROPS),
+    'center (test time) or random (training augmentation).',
+)
 _FLIP = flags.DEFINE_bool(
-    'flip', False, 'Mirror left-right with probability 0.5 (training).')
+    'flip', False, 'Mirror left-right with probability 0.5 (training).'
+)
 _SEED = flags.DEFINE_integer(
-    'seed', None, 'Seed for --crop=random and --flip; default: fresh entropy.')
+    'seed', None, 'Seed for --crop=random and --flip; default: fresh entropy.'
+)
 _FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers', None, 'Processes for TV-L1 flow; default: all cores.',
-    lower_bound=1)
+    'flow_workers',
+    None,
+    'Processes for TV-L1 flow; default: all cores.',
+    lower_bound=1,
+)
 _PROGRESS = flags.DEFINE_boolean(
-    'progress', True, 'Show a progress bar over the frames on stderr.')
+    'progress', True, 'Show a progress bar over the frames on stderr.'
+)
 _GIF = flags.DEFINE_bool('gif', True, 'Also write <name>_<stream>.gif.')
 
 
@@ -56,26 +77,39 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(
         f'Unexpected arguments: {" ".join(argv[1:])}. Pass the video as '
-        '--video=PATH.')
+        '--video=PATH.'
+    )
   streams = assets.streams_of(_STREAMS.value)
   name = _NAME.value or os.path.splitext(os.path.basename(_VIDEO.value))[0]
   try:
     inputs = recipe.preprocess(
-        _VIDEO.value, streams=streams, start=_START.value, end=_END.value,
-        min_frames=_MIN_FRAMES.value, crop=_CROP.value, rng=_SEED.value,
-        flip=_FLIP.value, workers=_FLOW_WORKERS.value, progress=_PROGRESS.value)
+        _VIDEO.value,
+        streams=streams,
+        start=_START.value,
+        end=_END.value,
+        min_frames=_MIN_FRAMES.value,
+        crop=_CROP.value,
+        rng=_SEED.value,
+        flip=_FLIP.value,
+        workers=_FLOW_WORKERS.value,
+        progress=_PROGRESS.value,
+    )
   except video.VideoError as e:
     print(f'preprocess_video: error: {e}', file=sys.stderr)
     sys.exit(1)
 
   info = inputs['info']
   times = inputs['timestamps']
-  print(f'video: {info.path} ({info.width}x{info.height}, {info.codec}, '
-        f'{info.fps or float("nan"):.3f} fps, '
-        f'{info.duration or float("nan"):.3f} s)')
+  print(
+      f'video: {info.path} ({info.width}x{info.height}, {info.codec}, '
+      f'{info.fps or float("nan"):.3f} fps, '
+      f'{info.duration or float("nan"):.3f} s)'
+  )
   count = inputs['num_frames']
-  print(f'frames: {count} at {video.FPS:g} fps, t = {times[0]:.3f} .. '
-        f'{times[count - 1]:.3f} s')
+  print(
+      f'frames: {count} at {video.FPS:g} fps, t = {times[0]:.3f} .. '
+      f'{times[count - 1]:.3f} s'
+  )
   if inputs['looped']:
     print(f'looped: yes, {count} -> {len(times)} frames (--min_frames)')
   else:

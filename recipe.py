@@ -56,16 +56,16 @@ import os
 import queue
 import threading
 from typing import (
-  Any,
-  Dict,
-  Iterable,
-  Iterator,
-  List,
-  Optional,
-  Sequence,
-  Tuple,
-  TypeVar,
-  Union,
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
 )
 
 import cv2
@@ -102,7 +102,8 @@ FLOW_CHUNK = 4
 def _spatial_size(x: np.ndarray, name: str) -> Tuple[int, int]:
   if x.ndim < 3:
     raise ValueError(
-        f'`{name}` must have shape [..., H, W, C]; got shape {x.shape}.')
+        f'`{name}` must have shape [..., H, W, C]; got shape {x.shape}.'
+    )
   return x.shape[-3], x.shape[-2]
 
 
@@ -112,11 +113,13 @@ def _check_crop_size(size, height: int, width: int) -> None:
   if size > height or size > width:
     raise ValueError(
         f'Crop `size`={size} does not fit frames of {height}x{width} (HxW); '
-        f'resize to a shorter side of at least {size} first.')
+        f'resize to a shorter side of at least {size} first.'
+    )
 
 
-def center_crop_offsets(height: int, width: int,
-                        size: int = CROP_SIZE) -> Tuple[int, int]:
+def center_crop_offsets(
+    height: int, width: int, size: int = CROP_SIZE
+) -> Tuple[int, int]:
   """(top, left) of the centre crop: floor((height - size) / 2), etc.
 
   An odd margin leaves its extra pixel on the bottom or the right.
@@ -128,16 +131,19 @@ def center_crop_offsets(height: int, width: int,
 def _as_rng(rng: RngLike) -> np.random.Generator:
   if isinstance(rng, np.random.Generator):
     return rng
-  if rng is None or (isinstance(rng, numbers.Integral) and
-                     not isinstance(rng, bool)):
+  if rng is None or (
+      isinstance(rng, numbers.Integral) and not isinstance(rng, bool)
+  ):
     return np.random.default_rng(rng)
   raise ValueError(
       '`rng` must be a numpy.random.Generator, an integer seed or None; got '
-      f'{type(rng).__name__} {rng!r}.')
+      f'{type(rng).__name__} {rng!r}.'
+  )
 
 
-def random_crop_offsets(height: int, width: int, size: int = CROP_SIZE,
-                        rng: RngLike = None) -> Tuple[int, int]:
+def random_crop_offsets(
+    height: int, width: int, size: int = CROP_SIZE, rng: RngLike = None
+) -> Tuple[int, int]:
   """(top, left) of a crop drawn uniformly from every position that fits.
 
   Args:
@@ -156,8 +162,9 @@ def random_crop_offsets(height: int, width: int, size: int = CROP_SIZE,
   return top, left
 
 
-def crop_at(x: np.ndarray, top: int, left: int,
-            size: int = CROP_SIZE) -> np.ndarray:
+def crop_at(
+    x: np.ndarray, top: int, left: int, size: int = CROP_SIZE
+) -> np.ndarray:
   """The size x size window at (top, left) of every frame of [..., H, W, C]."""
   height, width = _spatial_size(x, 'x')
   _check_crop_size(size, height, width)
@@ -165,8 +172,9 @@ def crop_at(x: np.ndarray, top: int, left: int,
     raise ValueError(
         f'Crop at (top={top}, left={left}) of size {size} leaves frames of '
         f'{height}x{width}; valid tops are 0..{height - size} and lefts '
-        f'0..{width - size}.')
-  return x[..., top:top + size, left:left + size, :]
+        f'0..{width - size}.'
+    )
+  return x[..., top : top + size, left : left + size, :]
 
 
 def flip_left_right(x: np.ndarray) -> np.ndarray:
@@ -189,13 +197,15 @@ def flip_left_right(x: np.ndarray) -> np.ndarray:
   if channels not in (2, 3):
     raise ValueError(
         f'`x` must have 3 channels (RGB) or 2 (flow x, y) in its last axis; '
-        f'got shape {x.shape}.')
+        f'got shape {x.shape}.'
+    )
   flipped = np.ascontiguousarray(x[..., ::-1, :])
   if channels == 2:
     if np.issubdtype(flipped.dtype, np.unsignedinteger):
       raise ValueError(
           f'Flow `x` must be signed or float to negate its x channel; got '
-          f'dtype {x.dtype}.')
+          f'dtype {x.dtype}.'
+      )
     flipped[..., 0] = -flipped[..., 0]
   return flipped
 
@@ -209,7 +219,8 @@ def rgb_to_input(frames: np.ndarray) -> np.ndarray:
   if frames.dtype != np.uint8 or frames.ndim < 1 or frames.shape[-1] != 3:
     raise ValueError(
         '`frames` must be uint8 RGB with 3 channels last; got dtype '
-        f'{frames.dtype} and shape {frames.shape}.')
+        f'{frames.dtype} and shape {frames.shape}.'
+    )
   return frames.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
 
 
@@ -221,16 +232,20 @@ def flow_to_input(flow: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
   flow = np.asarray(flow)
   if flow.ndim < 1 or flow.shape[-1] != 2:
     raise ValueError(
-        f'`flow` must have 2 channels (x, y) last; got shape {flow.shape}.')
+        f'`flow` must have 2 channels (x, y) last; got shape {flow.shape}.'
+    )
   if not bound > 0:
-    raise ValueError(f'`bound` must be positive (the recipe uses '
-                     f'{FLOW_BOUND}); got {bound!r}.')
+    raise ValueError(
+        f'`bound` must be positive (the recipe uses '
+        f'{FLOW_BOUND}); got {bound!r}.'
+    )
   bound = np.float32(bound)
   return np.clip(flow.astype(np.float32), -bound, bound) / bound
 
 
-def loop_to_min_frames(x: np.ndarray, min_frames: int,
-                       axis: int = 0) -> Tuple[np.ndarray, bool]:
+def loop_to_min_frames(
+    x: np.ndarray, min_frames: int, axis: int = 0
+) -> Tuple[np.ndarray, bool]:
   """Repeats a clip from its start until it has `min_frames` frames.
 
   Args:
@@ -248,12 +263,15 @@ def loop_to_min_frames(x: np.ndarray, min_frames: int,
   if not isinstance(min_frames, numbers.Integral) or min_frames < 1:
     raise ValueError(
         f'`min_frames` must be a positive integer (I3D Logits needs '
-        f'{MIN_FRAMES}); got {min_frames!r}.')
+        f'{MIN_FRAMES}); got {min_frames!r}.'
+    )
   x = np.asarray(x)
   count = x.shape[axis]
   if count == 0:
-    raise ValueError(f'Cannot loop an empty clip (shape {x.shape}, axis '
-                     f'{axis}); it has no frame to repeat.')
+    raise ValueError(
+        f'Cannot loop an empty clip (shape {x.shape}, axis '
+        f'{axis}); it has no frame to repeat.'
+    )
   if count >= min_frames:
     return x, False
   return np.take(x, np.arange(min_frames) % count, axis=axis), True
@@ -286,14 +304,16 @@ def _to_gray(frame: np.ndarray) -> np.ndarray:
   if frame.dtype != np.uint8:
     raise ValueError(
         f'Flow input frames must be uint8 (RGB [H, W, 3] or gray [H, W]); got '
-        f'dtype {frame.dtype}.')
+        f'dtype {frame.dtype}.'
+    )
   if frame.ndim == 3 and frame.shape[-1] == 3:
     return cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2GRAY)
   if frame.ndim == 2:
     return np.ascontiguousarray(frame)
   raise ValueError(
       'Flow input frames must be RGB [H, W, 3] or gray [H, W]; got shape '
-      f'{frame.shape}.')
+      f'{frame.shape}.'
+  )
 
 
 def _resolve_workers(workers: Optional[int]) -> int:
@@ -302,7 +322,8 @@ def _resolve_workers(workers: Optional[int]) -> int:
   if not isinstance(workers, numbers.Integral) or workers < 1:
     raise ValueError(
         f'`workers` must be a positive integer or None (= os.cpu_count(), '
-        f'{os.cpu_count()} here); got {workers!r}.')
+        f'{os.cpu_count()} here); got {workers!r}.'
+    )
   return int(workers)
 
 
@@ -312,14 +333,18 @@ def _executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
   # that dies (e.g. out of memory) raises BrokenProcessPool instead of hanging.
   methods = multiprocessing.get_all_start_methods()
   context = multiprocessing.get_context(
-      'forkserver' if 'forkserver' in methods else 'spawn')
+      'forkserver' if 'forkserver' in methods else 'spawn'
+  )
   return concurrent.futures.ProcessPoolExecutor(
-      workers, mp_context=context, initializer=_init_flow_worker)
+      workers, mp_context=context, initializer=_init_flow_worker
+  )
 
 
-def iter_flow(frames: Iterable[np.ndarray],
-              workers: Optional[int] = None,
-              chunk_size: int = FLOW_CHUNK) -> Iterator[np.ndarray]:
+def iter_flow(
+    frames: Iterable[np.ndarray],
+    workers: Optional[int] = None,
+    chunk_size: int = FLOW_CHUNK,
+) -> Iterator[np.ndarray]:
   """Streams TV-L1 optical flow, one flow frame per input frame.
 
   flow[t] is the flow from frame t to frame t + 1, in pixels, unclipped.
@@ -351,12 +376,14 @@ def iter_flow(frames: Iterable[np.ndarray],
   workers = _resolve_workers(workers)
   if not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
     raise ValueError(
-        f'`chunk_size` must be a positive integer; got {chunk_size!r}.')
+        f'`chunk_size` must be a positive integer; got {chunk_size!r}.'
+    )
   return _iter_flow(frames, workers, int(chunk_size))
 
 
-def _iter_flow(frames: Iterable[np.ndarray], workers: int,
-               chunk_size: int) -> Iterator[np.ndarray]:
+def _iter_flow(
+    frames: Iterable[np.ndarray], workers: int, chunk_size: int
+) -> Iterator[np.ndarray]:
   grays = map(_to_gray, frames)
   first = next(grays, None)
   if first is None:
@@ -375,7 +402,8 @@ def _iter_flow(frames: Iterable[np.ndarray], workers: int,
         if gray.shape != first.shape:
           raise ValueError(
               f'Flow input frames must all have one size; the first was '
-              f'{first.shape} and a later one {gray.shape}.')
+              f'{first.shape} and a later one {gray.shape}.'
+          )
         chunk.append(gray)
         if len(chunk) <= chunk_size:
           continue
@@ -400,8 +428,9 @@ def _iter_flow(frames: Iterable[np.ndarray], workers: int,
       executor.shutdown(wait=True, cancel_futures=not finished)
 
 
-def compute_flow(frames: np.ndarray,
-                 workers: Optional[int] = None) -> np.ndarray:
+def compute_flow(
+    frames: np.ndarray, workers: Optional[int] = None
+) -> np.ndarray:
   """TV-L1 flow of a whole clip; see `iter_flow` for the conventions.
 
   Args:
@@ -416,11 +445,16 @@ def compute_flow(frames: np.ndarray,
     ValueError: for a bad dtype or shape, or no frames.
   """
   frames = np.asarray(frames)
-  if frames.dtype != np.uint8 or frames.ndim not in (3, 4) or (
-      frames.ndim == 4 and frames.shape[-1] != 3) or not len(frames):
+  if (
+      frames.dtype != np.uint8
+      or frames.ndim not in (3, 4)
+      or (frames.ndim == 4 and frames.shape[-1] != 3)
+      or not len(frames)
+  ):
     raise ValueError(
         '`frames` must be uint8 [T, H, W, 3] RGB or [T, H, W] gray with T >= '
-        f'1; got dtype {frames.dtype} and shape {frames.shape}.')
+        f'1; got dtype {frames.dtype} and shape {frames.shape}.'
+    )
   workers = _resolve_workers(workers)
   pairs = len(frames) - 1
   # Split the pairs evenly over the workers, in chunks of at most 8.
@@ -458,15 +492,18 @@ class Clip:
     flipped: Whether the clip is mirrored, once a frame is out.
   """
 
-  def __init__(self, path: video.PathLike,
-               streams: Sequence[str] = VALID_STREAMS,
-               start: Optional[float] = None,
-               end: Optional[float] = None,
-               crop: str = 'center',
-               rng: RngLike = None,
-               flip: bool = False,
-               workers: Optional[int] = None,
-               fps: float = video.FPS):
+  def __init__(
+      self,
+      path: video.PathLike,
+      streams: Sequence[str] = VALID_STREAMS,
+      start: Optional[float] = None,
+      end: Optional[float] = None,
+      crop: str = 'center',
+      rng: RngLike = None,
+      flip: bool = False,
+      workers: Optional[int] = None,
+      fps: float = video.FPS,
+  ):
     """Opens the video and checks the arguments and `start`/`end`.
 
     Args:
@@ -503,14 +540,15 @@ class Clip:
     self.frame_size: Optional[Tuple[int, int]] = None
     self.crop_offset: Optional[Tuple[int, int]] = None
     self.flipped: Optional[bool] = None
-    self._frames = video.iter_frames(self.path, start=start, end=end,
-                                     fps=fps)
+    self._frames = video.iter_frames(self.path, start=start, end=end, fps=fps)
     self._iterated = False
 
   def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
     if self._iterated:
-      raise RuntimeError(f'The Clip of {self.path!r} was iterated already; '
-                         'make a new Clip to read the video again.')
+      raise RuntimeError(
+          f'The Clip of {self.path!r} was iterated already; '
+          'make a new Clip to read the video again.'
+      )
     self._iterated = True
     return self._iterate()
 
@@ -538,14 +576,20 @@ class Clip:
         self.times.append(frame.time)
         self.source_times.append(frame.source_time)
         if 'rgb' in self.streams:
-          rgb.append(rgb_to_input(self._mirror(
-              crop_at(frame.image, *self.crop_offset))))
+          rgb.append(
+              rgb_to_input(
+                  self._mirror(crop_at(frame.image, *self.crop_offset))
+              )
+          )
         yield frame.image
 
     if 'flow' in self.streams:
       for flow in iter_flow(images(), workers=self._workers):
-        out = {'flow': self._mirror(flow_to_input(
-            crop_at(flow, *self.crop_offset)))}
+        out = {
+            'flow': self._mirror(
+                flow_to_input(crop_at(flow, *self.crop_offset))
+            )
+        }
         if rgb:
           out = {'rgb': rgb.popleft(), **out}
         yield out
@@ -561,12 +605,17 @@ def check_streams(streams: Sequence[str]) -> Tuple[str, ...]:
   if not streams or any(s not in VALID_STREAMS for s in streams):
     raise ValueError(
         f'`streams` must be a non-empty subset of {VALID_STREAMS}; got '
-        f'{streams!r}.')
+        f'{streams!r}.'
+    )
   return tuple(s for s in VALID_STREAMS if s in streams)
 
 
-def _expected_frames(info: video.VideoInfo, start: Optional[float],
-                     end: Optional[float], fps: float) -> Optional[int]:
+def _expected_frames(
+    info: video.VideoInfo,
+    start: Optional[float],
+    end: Optional[float],
+    fps: float,
+) -> Optional[int]:
   """About how many frames a clip gives at `fps`, for progress bars."""
   stop = end if end is not None else info.duration
   if stop is None:
@@ -574,17 +623,19 @@ def _expected_frames(info: video.VideoInfo, start: Optional[float],
   return max(0, math.ceil((stop - (start or 0.0)) * fps))
 
 
-def preprocess(path: video.PathLike,
-               streams: Sequence[str] = VALID_STREAMS,
-               start: Optional[float] = None,
-               end: Optional[float] = None,
-               min_frames: int = MIN_FRAMES,
-               crop: str = 'center',
-               rng: RngLike = None,
-               flip: bool = False,
-               workers: Optional[int] = None,
-               fps: float = video.FPS,
-               progress: bool = False) -> Dict[str, Any]:
+def preprocess(
+    path: video.PathLike,
+    streams: Sequence[str] = VALID_STREAMS,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    min_frames: int = MIN_FRAMES,
+    crop: str = 'center',
+    rng: RngLike = None,
+    flip: bool = False,
+    workers: Optional[int] = None,
+    fps: float = video.FPS,
+    progress: bool = False,
+) -> Dict[str, Any]:
   """A video file -> I3D inputs in the layout of the release's sample arrays.
 
   The frames of a `Clip`, stacked, with clips shorter than `min_frames`
@@ -627,15 +678,29 @@ def preprocess(path: video.PathLike,
   if not isinstance(min_frames, numbers.Integral) or min_frames < 1:
     raise ValueError(
         f'`min_frames` must be a positive integer (I3D Logits needs '
-        f'{MIN_FRAMES}); got {min_frames!r}.')
-  clip = Clip(path, streams, start=start, end=end, crop=crop, rng=rng,
-              flip=flip, workers=workers, fps=fps)
+        f'{MIN_FRAMES}); got {min_frames!r}.'
+    )
+  clip = Clip(
+      path,
+      streams,
+      start=start,
+      end=end,
+      crop=crop,
+      rng=rng,
+      flip=flip,
+      workers=workers,
+      fps=fps,
+  )
   info = video.probe(path)
   frames: Iterable[Dict[str, np.ndarray]] = clip
   if progress:
-    frames = tqdm.tqdm(frames, total=_expected_frames(info, start, end, fps),
-                       unit='frame', desc=os.path.basename(path),
-                       dynamic_ncols=True)
+    frames = tqdm.tqdm(
+        frames,
+        total=_expected_frames(info, start, end, fps),
+        unit='frame',
+        desc=os.path.basename(path),
+        dynamic_ncols=True,
+    )
   stacked: Dict[str, List[np.ndarray]] = {s: [] for s in clip.streams}
   for frame in frames:
     for stream, array in frame.items():
@@ -646,16 +711,19 @@ def preprocess(path: video.PathLike,
     del arrays[:]
     result[stream] = loop_to_min_frames(array, min_frames)[0][np.newaxis]
   result['timestamps'], looped = loop_to_min_frames(
-      np.array(clip.times, np.float64), min_frames)
+      np.array(clip.times, np.float64), min_frames
+  )
   result['source_times'], _ = loop_to_min_frames(
-      np.array(clip.source_times, np.float64), min_frames)
+      np.array(clip.source_times, np.float64), min_frames
+  )
   result.update(
       num_frames=clip.num_frames,
       looped=looped,
       frame_size=clip.frame_size,
       crop_offset=clip.crop_offset,
       flipped=clip.flipped,
-      info=info)
+      info=info,
+  )
   return result
 
 
@@ -706,8 +774,9 @@ def prefetch(items: Iterable[T], max_items: int) -> Iterator[T]:
         close()
 
   def consume() -> Iterator[T]:
-    thread = threading.Thread(target=produce, name='recipe-prefetch',
-                              daemon=True)
+    thread = threading.Thread(
+        target=produce, name='recipe-prefetch', daemon=True
+    )
     thread.start()
     try:
       while True:
@@ -745,12 +814,14 @@ def gif_frames(array: np.ndarray) -> np.ndarray:
     if x.shape[0] != 1:
       raise ValueError(
           f'`array` must hold one clip, (1, T, H, W, C) or (T, H, W, C); got '
-          f'shape {x.shape}.')
+          f'shape {x.shape}.'
+      )
     x = x[0]
   if x.ndim != 4 or x.shape[-1] not in (2, 3):
     raise ValueError(
         '`array` must be (1, T, H, W, C) or (T, H, W, C) with C = 3 (RGB) or '
-        f'2 (flow); got shape {np.shape(array)}.')
+        f'2 (flow); got shape {np.shape(array)}.'
+    )
   if x.shape[-1] == 3:
     image = (x + 1.0) / 2.0
   else:
@@ -758,7 +829,9 @@ def gif_frames(array: np.ndarray) -> np.ndarray:
   return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def write_gif(path: video.PathLike, array: np.ndarray, fps: float = video.FPS) -> None:
+def write_gif(
+    path: video.PathLike, array: np.ndarray, fps: float = video.FPS
+) -> None:
   """Writes model input as an endlessly looping GIF, atomically.
 
   Pillow merges identical consecutive frames into one (adding up their
@@ -773,6 +846,13 @@ def write_gif(path: video.PathLike, array: np.ndarray, fps: float = video.FPS) -
   images = [Image.fromarray(f) for f in gif_frames(array)]
   duration = int(round(1000.0 / video.check_fps(fps)))
   fileio.write_with(
-      path, lambda f: images[0].save(
-          f, format='GIF', save_all=True, append_images=images[1:],
-          duration=duration, loop=0))
+      path,
+      lambda f: images[0].save(
+          f,
+          format='GIF',
+          save_all=True,
+          append_images=images[1:],
+          duration=duration,
+          loop=0,
+      ),
+  )

@@ -25,33 +25,37 @@ import video
 Fraction = fractions.Fraction
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+
 class InputScalingTest(parameterized.TestCase):
 
   def test_rgb_to_input(self):
     frames = np.array([0, 51, 127, 128, 255], np.uint8)[:, None, None, None]
     out = recipe.rgb_to_input(np.repeat(frames, 3, axis=-1))
     self.assertEqual(out.dtype, np.float32)
-    np.testing.assert_allclose(out[:, 0, 0, 0],
-                               [-1.0, -0.6, -0.00392157, 0.00392157, 1.0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        out[:, 0, 0, 0], [-1.0, -0.6, -0.00392157, 0.00392157, 1.0], atol=1e-6
+    )
 
   def test_rgb_to_input_needs_uint8(self):
-    with self.assertRaisesRegex(ValueError,
-                                r'`frames` must be uint8 RGB .* got dtype '
-                                r'float32'):
+    with self.assertRaisesRegex(
+        ValueError, r'`frames` must be uint8 RGB .* got dtype ' r'float32'
+    ):
       recipe.rgb_to_input(np.zeros((1, 2, 2, 3), np.float32))
 
   def test_flow_to_input_clips_at_20_pixels(self):
-    flow = np.array([-35.0, -20.0, -10.0, 0.0, 5.0, 20.0, 21.0, 400.0],
-                    np.float64).reshape(4, 1, 1, 2)
+    flow = np.array(
+        [-35.0, -20.0, -10.0, 0.0, 5.0, 20.0, 21.0, 400.0], np.float64
+    ).reshape(4, 1, 1, 2)
     out = recipe.flow_to_input(flow)
     self.assertEqual(out.dtype, np.float32)
     np.testing.assert_allclose(
-        out.reshape(-1), [-1.0, -1.0, -0.5, 0.0, 0.25, 1.0, 1.0, 1.0])
+        out.reshape(-1), [-1.0, -1.0, -0.5, 0.0, 0.25, 1.0, 1.0, 1.0]
+    )
 
   def test_flow_to_input_needs_two_channels(self):
-    with self.assertRaisesRegex(ValueError,
-                                r'`flow` must have 2 channels \(x, y\)'):
+    with self.assertRaisesRegex(
+        ValueError, r'`flow` must have 2 channels \(x, y\)'
+    ):
       recipe.flow_to_input(np.zeros((2, 4, 4, 3)))
 
   @parameterized.named_parameters(
@@ -87,8 +91,9 @@ class FlowTest(parameterized.TestCase):
     self.assertEqual(flow.dtype, np.float32)
     # Channel 0 = x (positive = right), channel 1 = y (positive = down).
     inner = flow[:2, 10:-10, 10:-10]
-    np.testing.assert_allclose(np.median(inner, axis=(1, 2)),
-                               [[dx, dy], [dx, dy]], atol=0.2)
+    np.testing.assert_allclose(
+        np.median(inner, axis=(1, 2)), [[dx, dy], [dx, dy]], atol=0.2
+    )
 
   def test_last_flow_repeats_the_previous_one(self):
     frames = testing.shifted_frames(4, 1, 0)
@@ -122,25 +127,30 @@ class FlowTest(parameterized.TestCase):
 
   def test_frame_size_must_not_change(self):
     frames = [np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8)]
-    with self.assertRaisesRegex(ValueError,
-                                r'must all have one size; the first was '
-                                r'\(8, 8\) and a later one \(8, 9\)'):
+    with self.assertRaisesRegex(
+        ValueError,
+        r'must all have one size; the first was '
+        r'\(8, 8\) and a later one \(8, 9\)',
+    ):
       list(recipe.iter_flow(frames, workers=1))
 
   def test_gray_input_matches_rgb(self):
     frames = testing.shifted_frames(2, 1, 0)
     np.testing.assert_array_equal(
         recipe.compute_flow(frames[..., 0], workers=1),
-        recipe.compute_flow(frames, workers=1))
+        recipe.compute_flow(frames, workers=1),
+    )
 
   def test_frames_must_be_uint8(self):
-    with self.assertRaisesRegex(ValueError,
-                                r'`frames` must be uint8 \[T, H, W, 3\] RGB'):
+    with self.assertRaisesRegex(
+        ValueError, r'`frames` must be uint8 \[T, H, W, 3\] RGB'
+    ):
       recipe.compute_flow(np.zeros((2, 8, 8, 3), np.float32))
 
   def test_bad_workers(self):
-    with self.assertRaisesRegex(ValueError,
-                                r'`workers` must be a positive integer'):
+    with self.assertRaisesRegex(
+        ValueError, r'`workers` must be a positive integer'
+    ):
       recipe.compute_flow(np.zeros((2, 8, 8, 3), np.uint8), workers=0)
 
 
@@ -150,10 +160,12 @@ class PreprocessTest(testing.TempDirMixin, parameterized.TestCase):
   def setUpClass(cls):
     super().setUpClass()
     # A testing.texture moving right by one pixel per frame at 25 fps: 6 frames.
-    cls.moving = testing.write_video(cls.path('moving.mkv'), testing.shifted_frames(6, 1, 0),
-                             rate=25)
-    cls.levels = testing.write_video(cls.path('levels.mkv'), testing.level_frames(12),
-                             rate=25)
+    cls.moving = testing.write_video(
+        cls.path('moving.mkv'), testing.shifted_frames(6, 1, 0), rate=25
+    )
+    cls.levels = testing.write_video(
+        cls.path('levels.mkv'), testing.level_frames(12), rate=25
+    )
 
   def test_progress_bar_counts_the_frames(self):
     stderr = io.StringIO()
@@ -174,49 +186,63 @@ class PreprocessTest(testing.TempDirMixin, parameterized.TestCase):
     self.assertEqual(out['num_frames'], 6)
     self.assertEqual(out['frame_size'], (256, 341))
     self.assertEqual(out['crop_offset'], (16, 58))
-    np.testing.assert_allclose(out['timestamps'],
-                               np.arange(9) % 6 / 25)
+    np.testing.assert_allclose(out['timestamps'], np.arange(9) % 6 / 25)
     # Looping repeats frames 0, 1, 2 for RGB and flow alike.
     np.testing.assert_array_equal(out['rgb'][0, 6:], out['rgb'][0, :3])
     np.testing.assert_array_equal(out['flow'][0, 6:], out['flow'][0, :3])
     # One pixel per frame to the right, times 256 / 48 for the resize, over
     # 20 for the scaling; no vertical motion.
     inner = out['flow'][0, :6, 32:-32, 32:-32]
-    np.testing.assert_allclose(np.median(inner, axis=(1, 2)),
-                               [[256 / 48 / 20, 0.0]] * 6, atol=0.02)
+    np.testing.assert_allclose(
+        np.median(inner, axis=(1, 2)), [[256 / 48 / 20, 0.0]] * 6, atol=0.02
+    )
 
   def test_rgb_only_without_looping(self):
     out = recipe.preprocess(self.levels, streams=('rgb',), min_frames=1)
     self.assertNotIn('flow', out)
     self.assertEqual(out['rgb'].shape, (1, 12, 224, 224, 3))
     self.assertFalse(out['looped'])
-    np.testing.assert_allclose(out['rgb'][0, :, 0, 0, 0],
-                               np.arange(12) * testing.LEVEL_STEP / 127.5 - 1,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        out['rgb'][0, :, 0, 0, 0],
+        np.arange(12) * testing.LEVEL_STEP / 127.5 - 1,
+        atol=1e-6,
+    )
 
   def test_random_crop_and_flip_are_seeded(self):
-    first = recipe.preprocess(self.levels, streams='rgb', crop='random',
-                             flip=True, rng=5, end=0.2)
-    again = recipe.preprocess(self.levels, streams='rgb', crop='random',
-                             flip=True, rng=np.random.default_rng(5), end=0.2)
+    first = recipe.preprocess(
+        self.levels, streams='rgb', crop='random', flip=True, rng=5, end=0.2
+    )
+    again = recipe.preprocess(
+        self.levels,
+        streams='rgb',
+        crop='random',
+        flip=True,
+        rng=np.random.default_rng(5),
+        end=0.2,
+    )
     self.assertEqual(first['crop_offset'], again['crop_offset'])
     self.assertEqual(first['flipped'], again['flipped'])
     np.testing.assert_array_equal(first['rgb'], again['rgb'])
     self.assertTrue(first['looped'])
-    offsets = {recipe.preprocess(self.levels, streams='rgb', crop='random',
-                                rng=seed, end=0.1)['crop_offset']
-               for seed in range(4)}
+    offsets = {
+        recipe.preprocess(
+            self.levels, streams='rgb', crop='random', rng=seed, end=0.1
+        )['crop_offset']
+        for seed in range(4)
+    }
     self.assertGreater(len(offsets), 1)
 
   def test_bad_streams(self):
     with self.assertRaisesRegex(
         ValueError,
-        re.escape("`streams` must be a non-empty subset of ('rgb', 'flow')")):
+        re.escape("`streams` must be a non-empty subset of ('rgb', 'flow')"),
+    ):
       recipe.preprocess(self.levels, streams=('depth',))
 
   def test_bad_crop(self):
     with self.assertRaisesRegex(
-        ValueError, re.escape("`crop` must be one of ('center', 'random')")):
+        ValueError, re.escape("`crop` must be one of ('center', 'random')")
+    ):
       recipe.preprocess(self.levels, crop='corner')
 
 
@@ -239,14 +265,16 @@ class GifTest(testing.TempDirMixin, parameterized.TestCase):
   def test_flow_gif_uses_the_release_convention(self):
     flow = np.zeros((2, 8, 8, 2), np.float32)
     flow[1, ..., 0], flow[1, ..., 1] = 0.5, -0.5
-    np.testing.assert_array_equal(recipe.gif_frames(flow)[:, 0, 0],
-                                  [[128, 128, 128], [255, 0, 128]])
+    np.testing.assert_array_equal(
+        recipe.gif_frames(flow)[:, 0, 0], [[128, 128, 128], [255, 0, 128]]
+    )
     path = self.path('clip_flow.gif')
     recipe.write_gif(path, flow[np.newaxis])
     with Image.open(path) as gif:
       gif.seek(1)
-      np.testing.assert_allclose(np.asarray(gif.convert('RGB'))[4, 4],
-                                 [255, 0, 128], atol=2)
+      np.testing.assert_allclose(
+          np.asarray(gif.convert('RGB'))[4, 4], [255, 0, 128], atol=2
+      )
 
   def test_gif_needs_one_clip(self):
     with self.assertRaisesRegex(ValueError, r'`array` must hold one clip'):
@@ -260,27 +288,36 @@ class PreprocessVideoMainTest(testing.TempDirMixin, parameterized.TestCase):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     return subprocess.run(
         [sys.executable, os.path.join(HERE, 'preprocess_video.py'), *args],
-        capture_output=True, text=True, env=env, timeout=120, check=False)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
   def test_writes_arrays_and_gifs(self):
-    source = testing.write_video(self.path('tiny.mkv'), testing.shifted_frames(3, 1, 0),
-                         rate=25)
+    source = testing.write_video(
+        self.path('tiny.mkv'), testing.shifted_frames(3, 1, 0), rate=25
+    )
     out_dir = self.path('out')
-    result = self._run(f'--video={source}', f'--output_dir={out_dir}',
-                       '--flow_workers=2')
+    result = self._run(
+        f'--video={source}', f'--output_dir={out_dir}', '--flow_workers=2'
+    )
     self.assertEqual(result.returncode, 0, result.stderr)
     self.assertIn('frames: 3 at 25 fps', result.stdout)
     self.assertIn('looped: yes, 3 -> 9 frames', result.stdout)
     self.assertIn('rgb: (1, 9, 224, 224, 3) float32', result.stdout)
     self.assertIn('flow: (1, 9, 224, 224, 2) float32', result.stdout)
-    self.assertCountEqual(os.listdir(out_dir),
-                          ['tiny_rgb.npy', 'tiny_flow.npy', 'tiny_rgb.gif',
-                           'tiny_flow.gif'])
+    self.assertCountEqual(
+        os.listdir(out_dir),
+        ['tiny_rgb.npy', 'tiny_flow.npy', 'tiny_rgb.gif', 'tiny_flow.gif'],
+    )
     rgb = np.load(os.path.join(out_dir, 'tiny_rgb.npy'))
     flow = np.load(os.path.join(out_dir, 'tiny_flow.npy'))
     self.assertEqual((rgb.shape, rgb.dtype), ((1, 9, 224, 224, 3), np.float32))
-    self.assertEqual((flow.shape, flow.dtype),
-                     ((1, 9, 224, 224, 2), np.float32))
+    self.assertEqual(
+        (flow.shape, flow.dtype), ((1, 9, 224, 224, 2), np.float32)
+    )
 
   def test_bad_file_is_one_line_error(self):
     path = self.path('notes.mp4')
@@ -291,15 +328,14 @@ class PreprocessVideoMainTest(testing.TempDirMixin, parameterized.TestCase):
     self.assertNotIn('Traceback', result.stderr)
     lines = result.stderr.strip().splitlines()
     self.assertLen(lines, 1)
-    self.assertRegex(lines[0], r'^preprocess_video: error: Cannot read .*'
-                     r'notes\.mp4')
+    self.assertRegex(
+        lines[0], r'^preprocess_video: error: Cannot read .*' r'notes\.mp4'
+    )
 
   def test_stray_argument_is_a_usage_error(self):
     result = self._run('--video=x.mp4', 'extra.mp4')
     self.assertNotEqual(result.returncode, 0)
     self.assertIn('Unexpected arguments: extra.mp4', result.stderr)
-
-
 
 
 class PrefetchTest(parameterized.TestCase):
@@ -351,9 +387,11 @@ class ClipTest(testing.TempDirMixin, parameterized.TestCase):
     path = os.path.join(self.tmp, 'text.mp4')
     with open(path, 'w') as f:
       f.write('not a video\n' * 10)
-    with self.assertRaisesRegex(video.VideoError,
-                                'Cannot read ' + re.escape(repr(path))):
+    with self.assertRaisesRegex(
+        video.VideoError, 'Cannot read ' + re.escape(repr(path))
+    ):
       recipe.Clip(path)
+
 
 if __name__ == '__main__':
   absltest.main()

@@ -41,7 +41,8 @@ def load_labels(path: str, num_classes: Optional[int] = None) -> List[str]:
     raise LabelError(
         f'Label map {path!r} has {len(labels)} classes but the model has '
         f'{num_classes}: use data/label_map.txt for 400 classes and '
-        'data/label_map_600.txt for 600.')
+        'data/label_map_600.txt for 600.'
+    )
   return labels
 
 
@@ -52,39 +53,61 @@ def softmax(logits: np.ndarray) -> np.ndarray:
   return (z / z.sum(axis=-1, keepdims=True)).astype(np.float32)
 
 
-def top_classes(logits: np.ndarray, labels: Sequence[str],
-                k: int = TOP_K) -> List[Dict[str, object]]:
+def top_classes(
+    logits: np.ndarray, labels: Sequence[str], k: int = TOP_K
+) -> List[Dict[str, object]]:
   """The k most probable classes of one video's [num_classes] logits."""
   logits = np.asarray(logits, np.float32)
   probs = softmax(logits)
   order = np.argsort(probs)[::-1][:k]
-  return [{'index': int(i), 'label': labels[i], 'probability': probs[i],
-           'logit': logits[i]} for i in order]
+  return [
+      {
+          'index': int(i),
+          'label': labels[i],
+          'probability': probs[i],
+          'logit': logits[i],
+      }
+      for i in order
+  ]
 
 
-def format_report(logits: np.ndarray, labels: Sequence[str],
-                  k: int = TOP_K) -> str:
+def format_report(
+    logits: np.ndarray, labels: Sequence[str], k: int = TOP_K
+) -> str:
   """The release's report, as one string ending in a newline."""
   logits = np.asarray(logits, np.float32)
-  lines = [f'Norm of logits: {np.linalg.norm(logits):f}', '',
-           'Top classes and probabilities']
+  lines = [
+      f'Norm of logits: {np.linalg.norm(logits):f}',
+      '',
+      'Top classes and probabilities',
+  ]
   # str() of numpy float32 is the shortest repr that round-trips, which is
   # how the release's print() wrote them.
   for row in top_classes(logits, labels, k):
-    lines.append(f"{str(row['probability'])} {str(row['logit'])} "
-                 f"{row['label']}")
+    lines.append(
+        f"{str(row['probability'])} {str(row['logit'])} " f"{row['label']}"
+    )
   return '\n'.join(lines) + '\n'
 
 
-def report_dict(logits: np.ndarray, labels: Sequence[str], k: int = TOP_K,
-                **extra) -> Dict[str, object]:
+def report_dict(
+    logits: np.ndarray, labels: Sequence[str], k: int = TOP_K, **extra
+) -> Dict[str, object]:
   """The report as JSON-ready data, with any extra fields merged in."""
   logits = np.asarray(logits, np.float32)
-  top = [{**row, 'probability': float(row['probability']),
-          'logit': float(row['logit'])}
-         for row in top_classes(logits, labels, k)]
-  return {**extra, 'norm_of_logits': float(np.linalg.norm(logits)),
-          'top_classes': top}
+  top = [
+      {
+          **row,
+          'probability': float(row['probability']),
+          'logit': float(row['logit']),
+      }
+      for row in top_classes(logits, labels, k)
+  ]
+  return {
+      **extra,
+      'norm_of_logits': float(np.linalg.norm(logits)),
+      'top_classes': top,
+  }
 
 
 # Kept for callers of the report API; the implementation is fileio's.
@@ -92,10 +115,16 @@ write_atomic = fileio.write_bytes
 write_json = fileio.write_json
 
 
-def save_bar_chart(path: str, logits: np.ndarray, labels: Sequence[str],
-                   k: int = 10, title: str = '') -> None:
+def save_bar_chart(
+    path: str,
+    logits: np.ndarray,
+    labels: Sequence[str],
+    k: int = 10,
+    title: str = '',
+) -> None:
   """Saves a horizontal bar chart of the top-k class probabilities as PNG."""
   import matplotlib  # Imported here: only charting needs it.
+
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt
 
@@ -105,8 +134,13 @@ def save_bar_chart(path: str, logits: np.ndarray, labels: Sequence[str],
   probs = [float(r['probability']) for r in rows][::-1]
   bars = ax.barh(names, probs, color='#3b6ea8')
   for bar, p in zip(bars, probs):
-    ax.text(min(p + 0.01, 0.9), bar.get_y() + bar.get_height() / 2,
-            f'{p:.3g}', va='center', fontsize=8)
+    ax.text(
+        min(p + 0.01, 0.9),
+        bar.get_y() + bar.get_height() / 2,
+        f'{p:.3g}',
+        va='center',
+        fontsize=8,
+    )
   ax.set_xlim(0, 1)
   ax.set_xlabel('probability')
   ax.set_title(title or f'Top {len(rows)} classes')

@@ -23,8 +23,7 @@ class LabelsTest(testing.TempDirMixin, parameterized.TestCase):
     path = self.path('labels.txt')
     with open(path, 'w') as f:
       f.write('abseiling\n\nair drumming\n')
-    self.assertEqual(report.load_labels(path, 2),
-                     ['abseiling', 'air drumming'])
+    self.assertEqual(report.load_labels(path, 2), ['abseiling', 'air drumming'])
 
   def test_missing_file(self):
     with self.assertRaisesRegex(report.LabelError, 'does not exist'):
@@ -34,9 +33,10 @@ class LabelsTest(testing.TempDirMixin, parameterized.TestCase):
     path = self.path('three.txt')
     with open(path, 'w') as f:
       f.write('a\nb\nc\n')
-    with self.assertRaisesRegex(report.LabelError,
-                                'has 3 classes but the model has 400.*'
-                                'label_map.txt for 400'):
+    with self.assertRaisesRegex(
+        report.LabelError,
+        'has 3 classes but the model has 400.*' 'label_map.txt for 400',
+    ):
       report.load_labels(path, 400)
 
 
@@ -68,12 +68,13 @@ class ReportTest(testing.TempDirMixin, parameterized.TestCase):
   def test_release_output_round_trips(self):
     # out/imagenet_rgb.txt is the release's own report: its logits, fed
     # back in the printed order, give the same top lines.
-    with open(os.path.join(os.path.dirname(__file__), 'out',
-                           'imagenet_rgb.txt')) as f:
+    with open(
+        os.path.join(os.path.dirname(__file__), 'out', 'imagenet_rgb.txt')
+    ) as f:
       lines = f.read().split('\n')
     rows = [line.split(' ', 2) for line in lines[3:23]]
     logits = np.full(len(rows) + 1, -100.0, np.float32)
-    logits[:len(rows)] = [float(logit) for _, logit, _ in rows]
+    logits[: len(rows)] = [float(logit) for _, logit, _ in rows]
     labels = [label for _, _, label in rows] + ['rest']
     text = report.format_report(logits, labels)
     got = [line.split(' ', 2)[1:] for line in text.split('\n')[3:23]]
@@ -83,10 +84,12 @@ class ReportTest(testing.TempDirMixin, parameterized.TestCase):
     logits = np.arange(5, dtype=np.float32)
     record = report.report_dict(logits, _labels(5), k=2, video='v.mp4')
     self.assertEqual(record['video'], 'v.mp4')
-    self.assertEqual([r['label'] for r in record['top_classes']],
-                     ['class 4', 'class 3'])
-    self.assertAlmostEqual(record['norm_of_logits'], float(np.sqrt(30)),
-                           places=5)
+    self.assertEqual(
+        [r['label'] for r in record['top_classes']], ['class 4', 'class 3']
+    )
+    self.assertAlmostEqual(
+        record['norm_of_logits'], float(np.sqrt(30)), places=5
+    )
     path = self.path('sub/report.json')
     report.write_json(path, record)
     with open(path) as f:
@@ -94,12 +97,12 @@ class ReportTest(testing.TempDirMixin, parameterized.TestCase):
 
   def test_bar_chart_is_a_png(self):
     path = self.path('chart.png')
-    report.save_bar_chart(path, np.arange(20, dtype=np.float32), _labels(20),
-                          k=5)
+    report.save_bar_chart(
+        path, np.arange(20, dtype=np.float32), _labels(20), k=5
+    )
     with open(path, 'rb') as f:
       self.assertEqual(f.read(8), _PNG_SIGNATURE)
-    self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith('.')],
-                     [])
+    self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith('.')], [])
 
 
 if __name__ == '__main__':

@@ -52,8 +52,12 @@ def stream_parts(streams: str):
 class ServingModule(tf.Module):
   """Folded I3D nets and the signature function that serves them."""
 
-  def __init__(self, models: Mapping[str, i3d.InceptionI3d],
-               with_features: bool = False, name: str = 'i3d_serving'):
+  def __init__(
+      self,
+      models: Mapping[str, i3d.InceptionI3d],
+      with_features: bool = False,
+      name: str = 'i3d_serving',
+  ):
     """Folds the models' weights.
 
     Args:
@@ -67,45 +71,63 @@ class ServingModule(tf.Module):
         or the others, or no model.
     """
     super().__init__(name=name)
-    parts = sorted(models, key=lambda s: ('rgb', 'flow').index(s)
-                   if s in CHANNELS else -1)
+    parts = sorted(
+        models, key=lambda s: ('rgb', 'flow').index(s) if s in CHANNELS else -1
+    )
     if parts not in (['rgb'], ['flow'], ['rgb', 'flow']):
       raise ValueError(
           f'`models` must hold the streams rgb, flow, or both; got '
-          f'{sorted(models)}.')
+          f'{sorted(models)}.'
+      )
     classes = set()
     for part in parts:
       model = models[part]
       if model.in_channels != CHANNELS[part]:
         raise ValueError(
             f'The {part} model takes {model.in_channels} input channels; '
-            f'valid for {part} is {CHANNELS[part]}.')
+            f'valid for {part} is {CHANNELS[part]}.'
+        )
       if model.final_endpoint not in inference.HEAD_ENDPOINTS:
         raise ValueError(
             f'The {part} model stops at {model.final_endpoint!r}; exporting '
-            f'needs final_endpoint Logits or Predictions.')
+            f'needs final_endpoint Logits or Predictions.'
+        )
       if not model.spatial_squeeze:
         raise ValueError(f'The {part} model must have spatial_squeeze=True.')
       classes.add(model.num_classes)
     if len(classes) != 1:
-      raise ValueError(f'The streams\' models must have the same num_classes;'
-                       f' got {sorted(classes)}.')
+      raise ValueError(
+          f"The streams' models must have the same num_classes;"
+          f' got {sorted(classes)}.'
+      )
     self.parts = parts
     self.num_classes = classes.pop()
     self.with_features = with_features
-    self.nets = {part: inference.FoldedI3D(models[part], name=f'{part}_net')
-                 for part in parts}
-    specs = [tf.TensorSpec([None, None, CLIP_SIZE, CLIP_SIZE, CHANNELS[p]],
-                           tf.float32, name=p) for p in parts]
+    self.nets = {
+        part: inference.FoldedI3D(models[part], name=f'{part}_net')
+        for part in parts
+    }
+    specs = [
+        tf.TensorSpec(
+            [None, None, CLIP_SIZE, CLIP_SIZE, CHANNELS[p]], tf.float32, name=p
+        )
+        for p in parts
+    ]
     if parts == ['rgb', 'flow']:
+
       def serve(rgb, flow):
         return self._serve({'rgb': rgb, 'flow': flow})
+
     elif parts == ['rgb']:
+
       def serve(rgb):
         return self._serve({'rgb': rgb})
+
     else:
+
       def serve(flow):
         return self._serve({'flow': flow})
+
     self.serve = tf.function(serve, input_signature=specs)
 
   def _serve(self, clips: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
@@ -116,13 +138,21 @@ class ServingModule(tf.Module):
     for part in self.parts:
       clip = clips[part]
       shape = tf.shape(clip)
-      checks = [tf.debugging.assert_greater_equal(
-          shape[1], min_frames,
-          message=f'`{part}` needs at least {min_frames} frames.')]
+      checks = [
+          tf.debugging.assert_greater_equal(
+              shape[1],
+              min_frames,
+              message=f'`{part}` needs at least {min_frames} frames.',
+          )
+      ]
       if batch is not None:
-        checks.append(tf.debugging.assert_equal(
-            shape[0], batch, message='`rgb` and `flow` must have the same '
-            'batch size.'))
+        checks.append(
+            tf.debugging.assert_equal(
+                shape[0],
+                batch,
+                message='`rgb` and `flow` must have the same ' 'batch size.',
+            )
+        )
       batch = shape[0]
       with tf.control_dependencies(checks):
         clip = tf.identity(clip)
@@ -137,8 +167,9 @@ class ServingModule(tf.Module):
     return outputs
 
 
-def load_models(streams: str, prefixes: Mapping[str, str]
-                ) -> Dict[str, i3d.InceptionI3d]:
+def load_models(
+    streams: str, prefixes: Mapping[str, str]
+) -> Dict[str, i3d.InceptionI3d]:
   """Restores the models of `streams` from release-format checkpoints.
 
   Args:
@@ -152,13 +183,19 @@ def load_models(streams: str, prefixes: Mapping[str, str]
   parts = stream_parts(streams)
   for part in parts:
     if not prefixes.get(part):
-      raise ValueError(f'`prefixes` needs a {part} checkpoint for streams '
-                       f'{streams!r}; got {dict(prefixes)}.')
+      raise ValueError(
+          f'`prefixes` needs a {part} checkpoint for streams '
+          f'{streams!r}; got {dict(prefixes)}.'
+      )
   return {part: checkpoints.load_model(prefixes[part]) for part in parts}
 
 
-def export(models: Mapping[str, i3d.InceptionI3d], output_dir: str,
-           with_features: bool = False, overwrite: bool = False) -> str:
+def export(
+    models: Mapping[str, i3d.InceptionI3d],
+    output_dir: str,
+    with_features: bool = False,
+    overwrite: bool = False,
+) -> str:
   """Writes the SavedModel to `output_dir`, atomically.
 
   It is written to a temporary folder beside `output_dir` and renamed into
@@ -181,10 +218,13 @@ def export(models: Mapping[str, i3d.InceptionI3d], output_dir: str,
   if os.path.exists(output_dir) and not overwrite:
     raise FileExistsError(
         f'`output_dir` {output_dir} already exists; pass overwrite=True to '
-        'replace it.')
+        'replace it.'
+    )
   module = ServingModule(models, with_features)
   with fileio.atomic_folder(output_dir, overwrite=overwrite) as tmp:
     tf.saved_model.save(
-        module, tmp,
-        signatures={SIGNATURE_KEY: module.serve.get_concrete_function()})
+        module,
+        tmp,
+        signatures={SIGNATURE_KEY: module.serve.get_concrete_function()},
+    )
   return output_dir

@@ -31,16 +31,25 @@ def _model(part: str, num_classes: int = 400) -> i3d.InceptionI3d:
 
 
 def _clip(part: str, seed: int, batch: int = 1) -> np.ndarray:
-  shape = [batch, _FRAMES, serving.CLIP_SIZE, serving.CLIP_SIZE,
-           serving.CHANNELS[part]]
+  shape = [
+      batch,
+      _FRAMES,
+      serving.CLIP_SIZE,
+      serving.CLIP_SIZE,
+      serving.CHANNELS[part],
+  ]
   return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
 
 
 def _export(args) -> subprocess.CompletedProcess:
   return subprocess.run(
       [sys.executable, os.path.join(_ROOT, 'export_saved_model.py'), *args],
-      capture_output=True, text=True, check=False, cwd=_ROOT,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+      capture_output=True,
+      text=True,
+      check=False,
+      cwd=_ROOT,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
+  )
 
 
 class ExportTest(tf.test.TestCase, parameterized.TestCase):
@@ -50,26 +59,32 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     out_dir = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'joint')
     serving.export(models, out_dir, with_features=True)
     self.assertEqual(
-        [f for f in os.listdir(os.path.dirname(out_dir))], ['joint'])
+        [f for f in os.listdir(os.path.dirname(out_dir))], ['joint']
+    )
     served = tf.saved_model.load(out_dir).signatures[serving.SIGNATURE_KEY]
-    self.assertEqual(sorted(served.structured_input_signature[1]),
-                     ['flow', 'rgb'])
-    clips = {'rgb': _clip('rgb', 0, batch=2), 'flow': _clip('flow', 1,
-                                                           batch=2)}
-    out = served(rgb=tf.constant(clips['rgb']),
-                 flow=tf.constant(clips['flow']))
-    self.assertEqual(sorted(out), ['flow_features', 'logits',
-                                   'probabilities', 'rgb_features'])
+    self.assertEqual(
+        sorted(served.structured_input_signature[1]), ['flow', 'rgb']
+    )
+    clips = {'rgb': _clip('rgb', 0, batch=2), 'flow': _clip('flow', 1, batch=2)}
+    out = served(rgb=tf.constant(clips['rgb']), flow=tf.constant(clips['flow']))
+    self.assertEqual(
+        sorted(out),
+        ['flow_features', 'logits', 'probabilities', 'rgb_features'],
+    )
     logits = 0
     for part, model in models.items():
       part_logits, end_points = model(clips[part], is_training=False)
       logits += part_logits.numpy()
-      self.assertAllClose(out[f'{part}_features'],
-                          end_points['Mixed_5c'].numpy().mean(axis=(1, 2, 3)),
-                          atol=_TOL, rtol=0)
+      self.assertAllClose(
+          out[f'{part}_features'],
+          end_points['Mixed_5c'].numpy().mean(axis=(1, 2, 3)),
+          atol=_TOL,
+          rtol=0,
+      )
     self.assertAllClose(out['logits'], logits, atol=_TOL, rtol=0)
-    self.assertAllClose(out['probabilities'], tf.nn.softmax(logits),
-                        atol=_TOL, rtol=0)
+    self.assertAllClose(
+        out['probabilities'], tf.nn.softmax(logits), atol=_TOL, rtol=0
+    )
 
   def test_flow_entry_point_overwrites(self):
     out_dir = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'flow')
@@ -77,8 +92,14 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     with open(os.path.join(out_dir, 'stale.txt'), 'w') as f:
       f.write('from an older export')
     # In a subprocess: its flags would clash with other entry points'.
-    run = _export(['--streams=flow', f'--output_dir={out_dir}',
-                   '--synthetic', '--overwrite'])
+    run = _export(
+        [
+            '--streams=flow',
+            f'--output_dir={out_dir}',
+            '--synthetic',
+            '--overwrite',
+        ]
+    )
     self.assertEqual(run.returncode, 0, run.stderr[-2000:])
     self.assertIn(f'Exported the flow model to {out_dir}', run.stdout)
     self.assertNotIn('stale.txt', os.listdir(out_dir))
@@ -90,62 +111,74 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     # The entry point's synthetic flow weights are those of seed 0.
     model = i3d.InceptionI3d(400, final_endpoint='Logits')
     checkpoints.assign_synthetic(model, 'flow', seed=0)
-    self.assertAllClose(out['logits'], model(clip, is_training=False)[0],
-                        atol=_TOL, rtol=0)
+    self.assertAllClose(
+        out['logits'], model(clip, is_training=False)[0], atol=_TOL, rtol=0
+    )
 
   def test_serving_rejects_short_clips(self):
     module = serving.ServingModule({'rgb': _model('rgb')})
-    with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                r'`rgb` needs at least 9 frames'):
+    with self.assertRaisesRegex(
+        tf.errors.InvalidArgumentError, r'`rgb` needs at least 9 frames'
+    ):
       module.serve(tf.zeros([1, 8, 224, 224, 3]))
 
 
 class ErrorsTest(tf.test.TestCase):
 
   def test_bad_streams(self):
-    with self.assertRaisesRegex(ValueError, r"`streams` 'rgbflow'.*rgb, flow,"
-                                r' joint'):
+    with self.assertRaisesRegex(
+        ValueError, r"`streams` 'rgbflow'.*rgb, flow," r' joint'
+    ):
       serving.stream_parts('rgbflow')
 
   def test_wrong_channels(self):
-    with self.assertRaisesRegex(ValueError, r'flow model takes 3 input '
-                                r'channels; valid for flow is 2'):
+    with self.assertRaisesRegex(
+        ValueError,
+        r'flow model takes 3 input ' r'channels; valid for flow is 2',
+    ):
       serving.ServingModule({'flow': _model('rgb')})
 
   def test_unknown_stream_key(self):
-    with self.assertRaisesRegex(ValueError, r"rgb, flow, or both; got "
-                                r"\['depth'\]"):
+    with self.assertRaisesRegex(
+        ValueError, r'rgb, flow, or both; got ' r"\['depth'\]"
+    ):
       serving.ServingModule({'depth': _model('rgb')})
 
   def test_classes_differ(self):
-    with self.assertRaisesRegex(ValueError, r'same num_classes; got '
-                                r'\[400, 600\]'):
-      serving.ServingModule({'rgb': _model('rgb', 600),
-                             'flow': _model('flow')})
+    with self.assertRaisesRegex(
+        ValueError, r'same num_classes; got ' r'\[400, 600\]'
+    ):
+      serving.ServingModule({'rgb': _model('rgb', 600), 'flow': _model('flow')})
 
   def test_output_exists(self):
     out_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
-    with self.assertRaisesRegex(FileExistsError, r'already exists.*'
-                                r'overwrite=True'):
+    with self.assertRaisesRegex(
+        FileExistsError, r'already exists.*' r'overwrite=True'
+    ):
       serving.export({'rgb': _model('rgb')}, out_dir)
 
   def test_entry_point_output_exists(self):
     out_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
     run = _export([f'--output_dir={out_dir}', '--synthetic'])
     self.assertEqual(run.returncode, 1)
-    self.assertRegex(run.stderr, r'export_saved_model: error: --output_dir=.*'
-                     r'already exists; pass --overwrite')
+    self.assertRegex(
+        run.stderr,
+        r'export_saved_model: error: --output_dir=.*'
+        r'already exists; pass --overwrite',
+    )
 
   def test_missing_checkpoint_prefix(self):
-    with self.assertRaisesRegex(ValueError, r'needs a flow checkpoint for '
-                                r"streams 'joint'"):
+    with self.assertRaisesRegex(
+        ValueError, r'needs a flow checkpoint for ' r"streams 'joint'"
+    ):
       serving.load_models('joint', {'rgb': 'x/model.ckpt'})
 
   def test_entry_point_bad_streams(self):
     run = _export(['--streams=rgbflow', '--output_dir=unused', '--synthetic'])
     self.assertNotEqual(run.returncode, 0)
-    self.assertRegex(run.stderr, r'--streams=rgbflow.*one of <rgb\|flow\|'
-                     r'joint>')
+    self.assertRegex(
+        run.stderr, r'--streams=rgbflow.*one of <rgb\|flow\|' r'joint>'
+    )
 
 
 if __name__ == '__main__':

@@ -43,8 +43,9 @@ TIME_STRIDE = i3d.strides_up_to('Mixed_5c')[0]
 def check_endpoint(arg: str, value: str, valid: Sequence[str]) -> None:
   """Raises ValueError naming `arg` unless `value` is one of `valid`."""
   if value not in valid:
-    raise ValueError(f'Unknown `{arg}` {value!r}; valid values are: '
-                     f'{", ".join(valid)}.')
+    raise ValueError(
+        f'Unknown `{arg}` {value!r}; valid values are: ' f'{", ".join(valid)}.'
+    )
 
 
 def spatial_logits_pool(mixed_5c: tf.Tensor) -> tf.Tensor:
@@ -67,6 +68,7 @@ def same_padding(size: int, kernel: int, stride: int) -> Tuple[int, int]:
 @dataclasses.dataclass(frozen=True)
 class TemporalOp:
   """A layer as seen along time: kernel and stride (max over branches)."""
+
   name: str
   kernel: int
   stride: int
@@ -117,6 +119,7 @@ class TemporalGeometry:
   are the zero padding). `context_before` and `context_after` are the frames
   a block of `stride` new frames needs on each side.
   """
+
   endpoint: str
   receptive_field: int
   stride: int
@@ -131,8 +134,9 @@ class TemporalGeometry:
     return self.receptive_field - self.stride - self.before
 
 
-def temporal_geometry(endpoint: str = 'Mixed_5c',
-                      num_frames: Optional[int] = None) -> TemporalGeometry:
+def temporal_geometry(
+    endpoint: str = 'Mixed_5c', num_frames: Optional[int] = None
+) -> TemporalGeometry:
   """The temporal receptive field of `endpoint`, computed from LAYER_SPECS.
 
   Args:
@@ -153,7 +157,8 @@ def temporal_geometry(endpoint: str = 'Mixed_5c',
     num_frames = 8 * TIME_STRIDE
   if not isinstance(num_frames, int) or num_frames < 1:
     raise ValueError(
-        f'`num_frames` must be a positive int; got {num_frames!r}.')
+        f'`num_frames` must be a positive int; got {num_frames!r}.'
+    )
   rf, jump, before = 1, 1, 0
   for op, (pad, _) in zip(ops, time_pads(endpoint, num_frames)):
     rf += (op.kernel - 1) * jump
@@ -173,8 +178,9 @@ def first_chunk_frames(endpoint: str = 'Mixed_5c') -> int:
   worst = 0
   for num_frames in (8, 9, 10, 11):
     need = 1
-    for op, (pad, _) in reversed(list(zip(ops, time_pads(endpoint,
-                                                          num_frames)))):
+    for op, (pad, _) in reversed(
+        list(zip(ops, time_pads(endpoint, num_frames)))
+    ):
       need = max((need - 1) * op.stride + op.kernel - pad, 1)
     worst = max(worst, need)
   return worst
@@ -184,8 +190,9 @@ def first_chunk_frames(endpoint: str = 'Mixed_5c') -> int:
 # Streaming computation: 'VALID' in time with carried frames.
 
 
-def _same_pad_spatial(x: tf.Tensor, kernel: Sequence[int],
-                      stride: Sequence[int]) -> tf.Tensor:
+def _same_pad_spatial(
+    x: tf.Tensor, kernel: Sequence[int], stride: Sequence[int]
+) -> tf.Tensor:
   """Pads height and width as 'SAME' would for this kernel and stride."""
   pads = [[0, 0], [0, 0]]
   shape = tf.shape(x)
@@ -197,8 +204,14 @@ def _same_pad_spatial(x: tf.Tensor, kernel: Sequence[int],
   return tf.pad(x, pads)
 
 
-def _window(carried: tf.Tensor, new: tf.Tensor, pad_before: tf.Tensor,
-            pad_after: tf.Tensor, kernel: int, stride: int):
+def _window(
+    carried: tf.Tensor,
+    new: tf.Tensor,
+    pad_before: tf.Tensor,
+    pad_after: tf.Tensor,
+    kernel: int,
+    stride: int,
+):
   """The frames one time op sees this step, and what it carries to the next.
 
   Args:
@@ -217,22 +230,28 @@ def _window(carried: tf.Tensor, new: tf.Tensor, pad_before: tf.Tensor,
   shape = tf.shape(new)
 
   def zeros(frames):
-    return tf.zeros(tf.stack([shape[0], frames, shape[2], shape[3],
-                              shape[4]]), new.dtype)
+    return tf.zeros(
+        tf.stack([shape[0], frames, shape[2], shape[3], shape[4]]), new.dtype
+    )
 
   seq = tf.concat([zeros(pad_before), carried, new, zeros(pad_after)], 1)
   outputs = tf.maximum((tf.shape(seq)[1] - kernel) // stride + 1, 0)
-  return seq, outputs, seq[:, outputs * stride:]
+  return seq, outputs, seq[:, outputs * stride :]
 
 
 def _time_max_pool(seq: tf.Tensor, kernel: int, stride: int) -> tf.Tensor:
-  return tf.nn.max_pool3d(seq, [1, kernel, 1, 1, 1], [1, stride, 1, 1, 1],
-                          'VALID')
+  return tf.nn.max_pool3d(
+      seq, [1, kernel, 1, 1, 1], [1, stride, 1, 1, 1], 'VALID'
+  )
 
 
-def stream_trunk(units, x: tf.Tensor, carried: Sequence[tf.Tensor],
-                  pads: tf.Tensor, endpoint: str
-                  ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
+def stream_trunk(
+    units,
+    x: tf.Tensor,
+    carried: Sequence[tf.Tensor],
+    pads: tf.Tensor,
+    endpoint: str,
+) -> Tuple[tf.Tensor, List[tf.Tensor]]:
   """One chunk of the trunk: 'VALID' in time, with carried frames.
 
   Max pools are split into a 'SAME' spatial pool and a 'VALID' time pool
@@ -259,8 +278,9 @@ def stream_trunk(units, x: tf.Tensor, carried: Sequence[tf.Tensor],
       if kt > 1:
         seq, _, rest = _window(next(carried), x, before, after, kt, st)
         carry.append(rest)
-        x = units.unit(spec.name, _same_pad_spatial(seq, spec.kernel,
-                                                    spec.stride), 'VALID')
+        x = units.unit(
+            spec.name, _same_pad_spatial(seq, spec.kernel, spec.stride), 'VALID'
+        )
       else:
         x = units.unit(spec.name, x)
     elif isinstance(spec, i3d.PoolSpec):
@@ -280,12 +300,19 @@ def stream_trunk(units, x: tf.Tensor, carried: Sequence[tf.Tensor],
       carry.append(rest)
       seq3, _, rest = _window(next(carried), b3, before, after, 3, 1)
       carry.append(rest)
-      b1 = units.unit(f'{spec.name}/Branch_1/Conv3d_0b_3x3',
-                      _same_pad_spatial(seq1, (3, 3, 3), (1, 1, 1)), 'VALID')
-      b2 = units.unit(f'{spec.name}/Branch_2/{spec.b2_conv_name}',
-                      _same_pad_spatial(seq2, (3, 3, 3), (1, 1, 1)), 'VALID')
-      b3 = units.unit(f'{spec.name}/Branch_3/Conv3d_0b_1x1',
-                      _time_max_pool(seq3, 3, 1))
+      b1 = units.unit(
+          f'{spec.name}/Branch_1/Conv3d_0b_3x3',
+          _same_pad_spatial(seq1, (3, 3, 3), (1, 1, 1)),
+          'VALID',
+      )
+      b2 = units.unit(
+          f'{spec.name}/Branch_2/{spec.b2_conv_name}',
+          _same_pad_spatial(seq2, (3, 3, 3), (1, 1, 1)),
+          'VALID',
+      )
+      b3 = units.unit(
+          f'{spec.name}/Branch_3/Conv3d_0b_1x1', _time_max_pool(seq3, 3, 1)
+      )
       # Branch_0 has no time kernel, so it runs ahead of the other three:
       # its newest frames wait in a queue for theirs.
       queue = tf.concat([next(carried), b0], axis=1)
@@ -296,10 +323,8 @@ def stream_trunk(units, x: tf.Tensor, carried: Sequence[tf.Tensor],
   raise AssertionError(endpoint)
 
 
-def carry_specs(endpoint: str, in_channels: int
-                 ) -> List[Tuple[int, int]]:
-  """(spatial stride, channels) of each carried tensor, in stream_trunk order.
-  """
+def carry_specs(endpoint: str, in_channels: int) -> List[Tuple[int, int]]:
+  """(spatial stride, channels) of each carried tensor, in stream_trunk order."""
   specs = []
   stride, channels = 1, in_channels
   for spec in i3d.LAYER_SPECS:
@@ -313,8 +338,12 @@ def carry_specs(endpoint: str, in_channels: int
       if spec.kernel[0] > 1:
         specs.append((stride, channels))
     else:
-      specs += [(stride, spec.b1[0]), (stride, spec.b2[0]),
-                (stride, channels), (stride, spec.b0)]
+      specs += [
+          (stride, spec.b1[0]),
+          (stride, spec.b2[0]),
+          (stride, channels),
+          (stride, spec.b0),
+      ]
       channels = spec.out_channels
     if spec.name == endpoint:
       return specs
@@ -328,8 +357,9 @@ def grid_period(endpoint: str) -> int:
   (see the module docstring); up to Mixed_5c it is set by T mod 4.
   """
   for m in (1, 2, 4, 8, 16, 32):
-    befores = {tuple(b for b, _ in time_pads(endpoint, m * q))
-               for q in (1, 2, 3, 5, 7)}
+    befores = {
+        tuple(b for b, _ in time_pads(endpoint, m * q)) for q in (1, 2, 3, 5, 7)
+    }
     if len(befores) == 1:
       return m
   raise AssertionError(endpoint)
@@ -343,10 +373,15 @@ def round_up(n: int, m: int) -> int:
   return -(-n // m) * m
 
 
-def rechunk(pieces: Iterable[np.ndarray], first: int, chunk: int,
-             period: int, batched: bool, channels: int,
-             num_frames: Optional[int]
-             ) -> Iterator[Tuple[np.ndarray, int, bool]]:
+def rechunk(
+    pieces: Iterable[np.ndarray],
+    first: int,
+    chunk: int,
+    period: int,
+    batched: bool,
+    channels: int,
+    num_frames: Optional[int],
+) -> Iterator[Tuple[np.ndarray, int, bool]]:
   """Regroups frame arrays into a `first` chunk, then `chunk`-frame chunks.
 
   Yields (frames [B, t, H, W, C], frames so far, is_last). The last chunk
@@ -361,16 +396,23 @@ def rechunk(pieces: Iterable[np.ndarray], first: int, chunk: int,
     piece = np.asarray(piece, dtype=np.float32)
     if not batched:
       piece = piece[None]
-    if (piece.ndim != 5 or piece.shape[-1] != channels or
-        (shape is not None and piece.shape[2:] != shape[2:]) or
-        (shape is not None and piece.shape[0] != shape[0])):
-      want = ('[batch, frames, height, width, {c}]' if batched else
-              '[frames, height, width, {c}]').format(c=channels)
+    if (
+        piece.ndim != 5
+        or piece.shape[-1] != channels
+        or (shape is not None and piece.shape[2:] != shape[2:])
+        or (shape is not None and piece.shape[0] != shape[0])
+    ):
+      want = (
+          '[batch, frames, height, width, {c}]'
+          if batched
+          else '[frames, height, width, {c}]'
+      ).format(c=channels)
       got = piece.shape if batched else piece.shape[1:]
       raise ValueError(
           f'Every chunk of frames must be {want} with the same size as the '
-          f'first; got shape {got}' +
-          (f' after {shape[1:] if batched else shape[2:]}.' if shape else '.'))
+          f'first; got shape {got}'
+          + (f' after {shape[1:] if batched else shape[2:]}.' if shape else '.')
+      )
     shape = piece.shape
     if piece.shape[1] == 0:
       continue
@@ -378,8 +420,9 @@ def rechunk(pieces: Iterable[np.ndarray], first: int, chunk: int,
     count += piece.shape[1]
     total += piece.shape[1]
     if num_frames is not None and total > num_frames:
-      raise ValueError(f'The stream has more frames than `num_frames` '
-                       f'{num_frames}.')
+      raise ValueError(
+          f'The stream has more frames than `num_frames` ' f'{num_frames}.'
+      )
     while count >= need + period:
       out = _take(buffered, need)
       count -= need
@@ -388,8 +431,9 @@ def rechunk(pieces: Iterable[np.ndarray], first: int, chunk: int,
   if count == 0:
     raise ValueError('The stream of frames is empty.')
   if num_frames is not None and total != num_frames:
-    raise ValueError(f'The stream has {total} frames but `num_frames` is '
-                     f'{num_frames}.')
+    raise ValueError(
+        f'The stream has {total} frames but `num_frames` is ' f'{num_frames}.'
+    )
   yield _take(buffered, count), total, True
 
 

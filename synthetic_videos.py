@@ -16,15 +16,17 @@ import cv2
 import numpy as np
 
 
-def write_video(path: str,
-                frames: Iterable[np.ndarray],
-                rate: int = 25,
-                codec: str = 'libx264',
-                pix_fmt: str = 'yuv420p',
-                options: Optional[Mapping[str, str]] = None,
-                pts: Optional[Sequence[int]] = None,
-                time_base: Optional[Fraction] = None,
-                rotation: Optional[int] = None) -> str:
+def write_video(
+    path: str,
+    frames: Iterable[np.ndarray],
+    rate: int = 25,
+    codec: str = 'libx264',
+    pix_fmt: str = 'yuv420p',
+    options: Optional[Mapping[str, str]] = None,
+    pts: Optional[Sequence[int]] = None,
+    time_base: Optional[Fraction] = None,
+    rotation: Optional[int] = None,
+) -> str:
   """Encodes uint8 RGB [H, W, 3] frames into a video file.
 
   Args:
@@ -54,8 +56,9 @@ def write_video(path: str,
           stream.options = dict(options)
         if rotation is not None:
           stream.set_display_rotation(rotation)
-      frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image),
-                                         format='rgb24')
+      frame = av.VideoFrame.from_ndarray(
+          np.ascontiguousarray(image), format='rgb24'
+      )
       if pix_fmt != 'rgb24':
         frame = frame.reformat(format=pix_fmt)
       frame.pts = i if pts is None else pts[i]
@@ -69,8 +72,9 @@ def write_video(path: str,
   return path
 
 
-def panning_texture(count: int, height: int, width: int,
-                    seed: int = 0) -> Iterator[np.ndarray]:
+def panning_texture(
+    count: int, height: int, width: int, seed: int = 0
+) -> Iterator[np.ndarray]:
   """Yields `count` uint8 RGB frames of a panning, slowly zooming texture."""
   rng = np.random.default_rng(seed)
   scene = rng.random((height * 2, width * 2, 3), np.float32)
@@ -79,13 +83,19 @@ def panning_texture(count: int, height: int, width: int,
   for i in range(count):
     zoom = 1.0 + 0.2 * i / count
     matrix = np.float32([[zoom, 0, -2.0 * i], [0, zoom, -1.0 * i]])
-    yield cv2.warpAffine(scene, matrix, (width, height),
-                         borderMode=cv2.BORDER_REFLECT)
+    yield cv2.warpAffine(
+        scene, matrix, (width, height), borderMode=cv2.BORDER_REFLECT
+    )
 
 
-def write_panning_video(path: str, seconds: float, width: int, height: int,
-                        rate: int, seed: int = 0) -> str:
+def write_panning_video(
+    path: str, seconds: float, width: int, height: int, rate: int, seed: int = 0
+) -> str:
   """A panning texture as ordinary lossy H.264 4:2:0; returns `path`."""
   count = max(1, int(round(seconds * rate)))
-  return write_video(path, panning_texture(count, height, width, seed),
-                     rate=rate, options={'crf': '20', 'preset': 'veryfast'})
+  return write_video(
+      path,
+      panning_texture(count, height, width, seed),
+      rate=rate,
+      options={'crf': '20', 'preset': 'veryfast'},
+  )

@@ -33,11 +33,14 @@ FORMATS = {
 LEVEL_STEP = 8  # Frame i of a "level" video is a uniform gray of 8 * i.
 
 
-def level_frames(count: int, height: int = 48,
-                 width: int = 64) -> np.ndarray:
+def level_frames(count: int, height: int = 48, width: int = 64) -> np.ndarray:
   """Frame i is a uniform gray of LEVEL_STEP * i, so content tells the index."""
-  return np.stack([np.full((height, width, 3), LEVEL_STEP * i, np.uint8)
-                   for i in range(count)])
+  return np.stack(
+      [
+          np.full((height, width, 3), LEVEL_STEP * i, np.uint8)
+          for i in range(count)
+      ]
+  )
 
 
 def frame_indices(frames: np.ndarray) -> np.ndarray:
@@ -54,8 +57,9 @@ def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
   return np.round(smooth * 255).astype(np.uint8)
 
 
-def shifted_frames(count: int, dx: int, dy: int, height: int = 48,
-                   width: int = 64) -> np.ndarray:
+def shifted_frames(
+    count: int, dx: int, dy: int, height: int = 48, width: int = 64
+) -> np.ndarray:
   """RGB frames of a texture whose content moves by (dx, dy) per frame."""
   margin = 4 * (abs(dx) + abs(dy)) * count + 8
   big = texture(height + 2 * margin, width + 2 * margin)
@@ -63,7 +67,7 @@ def shifted_frames(count: int, dx: int, dy: int, height: int = 48,
   for t in range(count):
     # Content moving right by dx = the window moving left by dx.
     top, left = margin - t * dy, margin - t * dx
-    gray = big[top:top + height, left:left + width]
+    gray = big[top : top + height, left : left + width]
     frames.append(np.repeat(gray[..., np.newaxis], 3, axis=-1))
   return np.stack(frames)
 
@@ -87,13 +91,15 @@ class TempDirMixin:
     return os.path.join(cls.tmp, name)
 
 
-def write_video(path: str,
-                frames: Iterable[np.ndarray],
-                rate: int = 30,
-                pts: Optional[Sequence[int]] = None,
-                time_base: Optional[Fraction] = None,
-                fmt: str = 'mkv',
-                rotation: Optional[int] = None) -> str:
+def write_video(
+    path: str,
+    frames: Iterable[np.ndarray],
+    rate: int = 30,
+    pts: Optional[Sequence[int]] = None,
+    time_base: Optional[Fraction] = None,
+    fmt: str = 'mkv',
+    rotation: Optional[int] = None,
+) -> str:
   """Encodes uint8 RGB frames with the codec of one of FORMATS.
 
   Args:
@@ -111,41 +117,59 @@ def write_video(path: str,
   codec, pix_fmt, options, _ = FORMATS[fmt]
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   return synthetic_videos.write_video(
-      path, frames, rate=rate, codec=codec, pix_fmt=pix_fmt, options=options,
-      pts=pts, time_base=time_base, rotation=rotation)
+      path,
+      frames,
+      rate=rate,
+      codec=codec,
+      pix_fmt=pix_fmt,
+      options=options,
+      pts=pts,
+      time_base=time_base,
+      rotation=rotation,
+  )
 
 
-def moving_frames(count: int, height: int = 64, width: int = 80,
-                  seed: int = 0) -> np.ndarray:
+def moving_frames(
+    count: int, height: int = 64, width: int = 80, seed: int = 0
+) -> np.ndarray:
   """uint8 RGB frames of a smooth texture drifting right and down."""
   rng = np.random.default_rng(seed)
   margin = 2 * count + 8
   big = cv2.GaussianBlur(
-      rng.random((height + margin, width + margin, 3), np.float32), (0, 0),
-      3.0)
+      rng.random((height + margin, width + margin, 3), np.float32), (0, 0), 3.0
+  )
   big = np.round(255 * (big - big.min()) / (big.max() - big.min()))
   big = big.astype(np.uint8)
-  return np.stack([big[t // 2:t // 2 + height, 2 * t:2 * t + width]
-                   for t in range(count)])
+  return np.stack(
+      [
+          big[t // 2 : t // 2 + height, 2 * t : 2 * t + width]
+          for t in range(count)
+      ]
+  )
 
 
-def write_moving_video(path: str, count: int, seed: int = 0, height: int = 64,
-                       width: int = 80) -> str:
+def write_moving_video(
+    path: str, count: int, seed: int = 0, height: int = 64, width: int = 80
+) -> str:
   """A lossless 25 fps mp4 of `moving_frames`; returns `path`."""
-  return write_video(path, moving_frames(count, height, width, seed), rate=25,
-                     fmt='mp4')
+  return write_video(
+      path, moving_frames(count, height, width, seed), rate=25, fmt='mp4'
+  )
 
 
-def write_checkpoints(root: str,
-                      names: Sequence[str] = ('rgb_imagenet', 'flow_imagenet')
-                      ) -> str:
+def write_checkpoints(
+    root: str, names: Sequence[str] = ('rgb_imagenet', 'flow_imagenet')
+) -> str:
   """Synthetic release checkpoints as <root>/<name>/model.ckpt; returns root.
 
   Each gets the release's exact variable names and shapes and its own seed.
   """
   for seed, name in enumerate(names, 1):
-    checkpoints.write_synthetic(assets.checkpoint_prefix(root, name),
-                                checkpoints.RELEASE_CHECKPOINTS[name], seed)
+    checkpoints.write_synthetic(
+        assets.checkpoint_prefix(root, name),
+        checkpoints.RELEASE_CHECKPOINTS[name],
+        seed,
+    )
   return root
 
 
@@ -160,21 +184,24 @@ def make_release(root: str, frames: int = 10) -> str:
     The data folder.
   """
   data = os.path.join(root, 'data')
-  write_checkpoints(os.path.join(data, 'checkpoints'),
-                    tuple(checkpoints.RELEASE_CHECKPOINTS))
+  write_checkpoints(
+      os.path.join(data, 'checkpoints'), tuple(checkpoints.RELEASE_CHECKPOINTS)
+  )
   rng = np.random.default_rng(0)
   for stream, channels in checkpoints.STREAM_CHANNELS.items():
-    np.save(os.path.join(data, f'v_CricketShot_g04_c01_{stream}.npy'),
-            rng.uniform(-1, 1, [1, frames, 224, 224, channels]).astype(
-                np.float32))
+    np.save(
+        os.path.join(data, f'v_CricketShot_g04_c01_{stream}.npy'),
+        rng.uniform(-1, 1, [1, frames, 224, 224, channels]).astype(np.float32),
+    )
   for path, n in (('label_map.txt', 400), ('label_map_600.txt', 600)):
     with open(os.path.join(data, path), 'w') as f:
       f.write(''.join(f'synthetic class {i}\n' for i in range(n)))
   return data
 
 
-def fake_iter_flow(frames: Iterable[np.ndarray], workers=None,
-                   chunk_size: int = 4) -> Iterator[np.ndarray]:
+def fake_iter_flow(
+    frames: Iterable[np.ndarray], workers=None, chunk_size: int = 4
+) -> Iterator[np.ndarray]:
   """A cheap stand-in for recipe.iter_flow with its conventions.
 
   flow[t] depends on frames t and t + 1 (one frame of lookahead) and the last
@@ -190,8 +217,11 @@ def fake_iter_flow(frames: Iterable[np.ndarray], workers=None,
       yield last
     previous = gray
   if previous is not None:
-    yield (last if last is not None
-           else np.zeros(previous.shape + (2,), np.float32)).copy()
+    yield (
+        last
+        if last is not None
+        else np.zeros(previous.shape + (2,), np.float32)
+    ).copy()
 
 
 class FakeFlowMixin:

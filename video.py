@@ -44,11 +44,11 @@ import math
 import numbers
 import os
 from typing import (
-  Any,
-  Iterator,
-  Optional,
-  Tuple,
-  Union,
+    Any,
+    Iterator,
+    Optional,
+    Tuple,
+    Union,
 )
 
 import av
@@ -66,7 +66,6 @@ RESIZE_SHORT_SIDE = 256
 # `iter_frames` seeks (to the keyframe before `start`) only for starts at
 # least this far into the video; nearer starts are cheaper to decode through.
 _SEEK_MIN_S = 2.0
-
 
 
 class VideoError(ValueError):
@@ -90,6 +89,7 @@ class VideoInfo:
     rotation: Counter-clockwise display rotation in degrees (a multiple of 90)
       that decoding applies.
   """
+
   path: str
   width: int
   height: int
@@ -113,6 +113,7 @@ class Frame:
     time: t_k = start + k / fps, in seconds.
     source_time: Timestamp in seconds of the source frame shown.
   """
+
   image: Optional[np.ndarray]
   index: int
   time: float
@@ -129,24 +130,28 @@ def _open(path: str) -> av.container.InputContainer:
     raise VideoError(f'Video file {path!r} does not exist; check the path.')
   if os.path.isdir(path):
     raise VideoError(
-        f'Video path {path!r} is a directory; pass a video file instead.')
+        f'Video path {path!r} is a directory; pass a video file instead.'
+    )
   if os.path.getsize(path) == 0:
     raise VideoError(
         f'Video file {path!r} is empty (0 bytes); re-download or re-encode '
-        'it.')
+        'it.'
+    )
   try:
     container = av.open(path, mode='r')
   except (av.FFmpegError, OSError) as e:
     raise VideoError(
         f'Cannot read {path!r} as a video ({_reason(e)}); expected a video '
         'file such as mp4, avi, webm or mkv. It may be corrupt, truncated or '
-        'not a video.') from e
+        'not a video.'
+    ) from e
   if not container.streams.video:
     kinds = sorted({s.type for s in container.streams}) or ['none']
     container.close()
     raise VideoError(
         f'{path!r} has no video stream (its streams: {", ".join(kinds)}); '
-        'pass a file with video.')
+        'pass a file with video.'
+    )
   return container
 
 
@@ -198,7 +203,8 @@ def probe(path: PathLike) -> VideoInfo:
       raise VideoError(
           f'{path!r} has a video stream but no frame could be decoded; the '
           'file is probably truncated or corrupt. Re-download or re-encode '
-          'it.')
+          'it.'
+      )
     steps = _rotation_steps(first)
     width, height = first.width, first.height
     if steps % 2:
@@ -212,7 +218,8 @@ def probe(path: PathLike) -> VideoInfo:
         num_frames=stream.frames or None,
         codec=stream.codec_context.name,
         format=container.format.name,
-        rotation=90 * steps)
+        rotation=90 * steps,
+    )
 
 
 def _decode(container, stream, path: str) -> Iterator[av.VideoFrame]:
@@ -226,16 +233,17 @@ def _decode(container, stream, path: str) -> Iterator[av.VideoFrame]:
     raise VideoError(
         f'Decoding {path!r} failed after {count} frame(s) ({_reason(e)}); the '
         'file is probably truncated or corrupt. Re-download or re-encode '
-        'it.') from e
+        'it.'
+    ) from e
 
 
 # ---------------------------------------------------------------------------
 # Decoding and resampling to a fixed frame rate.
 
 
-def resized_shape(height: int, width: int,
-                  short_side: Optional[int] = RESIZE_SHORT_SIDE
-                 ) -> Tuple[int, int]:
+def resized_shape(
+    height: int, width: int, short_side: Optional[int] = RESIZE_SHORT_SIDE
+) -> Tuple[int, int]:
   """(height, width) after resizing the shorter side to `short_side`.
 
   The longer side is long * short_side / short, rounded half up. Square
@@ -256,60 +264,76 @@ def resized_shape(height: int, width: int,
   return max(1, (2 * height * short_side + width) // (2 * width)), short_side
 
 
-def _to_rgb(frame: av.VideoFrame,
-            size: Optional[Tuple[int, int]]) -> np.ndarray:
+def _to_rgb(
+    frame: av.VideoFrame, size: Optional[Tuple[int, int]]
+) -> np.ndarray:
   """Decoded frame -> upright uint8 RGB, resized to `size` if given."""
   image = frame.to_ndarray(format='rgb24')
   steps = _rotation_steps(frame)
   if steps:
     image = np.ascontiguousarray(np.rot90(image, steps))
   if size is not None and image.shape[:2] != size:
-    image = cv2.resize(image, (size[1], size[0]),
-                       interpolation=cv2.INTER_LINEAR)
+    image = cv2.resize(
+        image, (size[1], size[0]), interpolation=cv2.INTER_LINEAR
+    )
   return image
 
 
 def _as_time(name: str, value, path: str) -> Optional[Fraction]:
   if value is None:
     return None
-  if (not isinstance(value, numbers.Real) or isinstance(value, bool) or
-      not math.isfinite(value)):
+  if (
+      not isinstance(value, numbers.Real)
+      or isinstance(value, bool)
+      or not math.isfinite(value)
+  ):
     raise VideoError(
         f'`{name}` for {path!r} must be a finite number of seconds or None; '
-        f'got {value!r}.')
+        f'got {value!r}.'
+    )
   if value < 0:
     raise VideoError(
         f'`{name}`={value} for {path!r} is negative; times are seconds from '
-        'the start of the video, so pass a value >= 0.')
+        'the start of the video, so pass a value >= 0.'
+    )
   return Fraction(value).limit_denominator(1_000_000)
 
 
 def check_fps(fps) -> Fraction:
-  if (not isinstance(fps, numbers.Real) or isinstance(fps, bool) or
-      not math.isfinite(fps) or fps <= 0):
+  if (
+      not isinstance(fps, numbers.Real)
+      or isinstance(fps, bool)
+      or not math.isfinite(fps)
+      or fps <= 0
+  ):
     raise ValueError(
         f'`fps` must be a positive number of frames per second (the recipe '
-        f'uses {FPS}); got {fps!r}.')
+        f'uses {FPS}); got {fps!r}.'
+    )
   return Fraction(fps).limit_denominator(1_000_000)
 
 
 def _check_short_side(short_side) -> None:
-  if short_side is not None and (not isinstance(short_side, numbers.Integral)
-                                 or short_side < 1):
+  if short_side is not None and (
+      not isinstance(short_side, numbers.Integral) or short_side < 1
+  ):
     raise ValueError(
         '`short_side` must be a positive integer number of pixels or None '
-        f'(the recipe uses {RESIZE_SHORT_SIDE}); got {short_side!r}.')
+        f'(the recipe uses {RESIZE_SHORT_SIDE}); got {short_side!r}.'
+    )
 
 
-def _check_clip(path: str, start, end, period: Fraction, container, stream
-               ) -> Tuple[Fraction, Optional[Fraction]]:
+def _check_clip(
+    path: str, start, end, period: Fraction, container, stream
+) -> Tuple[Fraction, Optional[Fraction]]:
   """Validates start/end against each other and the header duration."""
   t_start = _as_time('start', start, path) or Fraction(0)
   t_end = _as_time('end', end, path)
   if t_end is not None and t_end <= t_start:
     raise VideoError(
         f'`end`={end} must be greater than `start`={start or 0} for {path!r}; '
-        'pass an end time after the start time.')
+        'pass an end time after the start time.'
+    )
   duration = _stream_duration(container, stream)
   if duration is not None and container.duration:
     # Be lenient: the stream and container headers can disagree a little.
@@ -319,8 +343,14 @@ def _check_clip(path: str, start, end, period: Fraction, container, stream
   return t_start, t_end
 
 
-def _check_within(path: str, t_start: Fraction, t_end: Optional[Fraction],
-                  video_end: Fraction, period: Fraction, what: str) -> None:
+def _check_within(
+    path: str,
+    t_start: Fraction,
+    t_end: Optional[Fraction],
+    video_end: Fraction,
+    period: Fraction,
+    what: str,
+) -> None:
   """Raises VideoError when a clip starts or ends after the video does.
 
   An end may overshoot the video by less than one output frame period.
@@ -330,12 +360,14 @@ def _check_within(path: str, t_start: Fraction, t_end: Optional[Fraction],
   if t_start >= video_end:
     raise VideoError(
         f'`start`={float(t_start):g} is at or past the end of {path!r}, {what} '
-        f'{float(video_end):.3f} s; pass a start below that.')
+        f'{float(video_end):.3f} s; pass a start below that.'
+    )
   if t_end is not None and t_end >= video_end + period:
     raise VideoError(
         f'`end`={float(t_end):g} is past the end of {path!r}, {what} '
         f'{float(video_end):.3f} s; pass an end of at most that, or None for '
-        'the end of the video.')
+        'the end of the video.'
+    )
 
 
 def _open_stream(path: str):
@@ -345,8 +377,9 @@ def _open_stream(path: str):
   return container, stream
 
 
-def _timed(container, stream, path: str,
-           origin: Optional[Fraction]) -> Iterator[Tuple[Fraction, Any]]:
+def _timed(
+    container, stream, path: str, origin: Optional[Fraction]
+) -> Iterator[Tuple[Fraction, Any]]:
   """Yields (seconds since `origin`, frame); None origin = first frame."""
   period = Fraction(1) / (stream.average_rate or stream.guessed_rate or 25)
   previous = None
@@ -372,12 +405,13 @@ def _frame_duration(frame, stream) -> Optional[Fraction]:
   return None
 
 
-def iter_frames(path: PathLike,
-                start: Optional[float] = None,
-                end: Optional[float] = None,
-                fps: float = FPS,
-                short_side: Optional[int] = RESIZE_SHORT_SIDE
-               ) -> Iterator[Frame]:
+def iter_frames(
+    path: PathLike,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    fps: float = FPS,
+    short_side: Optional[int] = RESIZE_SHORT_SIDE,
+) -> Iterator[Frame]:
   """Streams a video resampled to `fps` and resized, one frame at a time.
 
   Output frame k stands for t_k = start + k / fps (start defaults to 0) and
@@ -421,9 +455,14 @@ def iter_frames(path: PathLike,
   return _iter_frames(path, t_start, t_end, period, short_side)
 
 
-def _iter_frames(path: str, t_start: Fraction, t_end: Optional[Fraction],
-                 period: Fraction, short_side: Optional[int],
-                 convert: bool = True) -> Iterator[Frame]:
+def _iter_frames(
+    path: str,
+    t_start: Fraction,
+    t_end: Optional[Fraction],
+    period: Fraction,
+    short_side: Optional[int],
+    convert: bool = True,
+) -> Iterator[Frame]:
   container, stream = _open_stream(path)
   try:
     timed = None
@@ -434,8 +473,12 @@ def _iter_frames(path: str, t_start: Fraction, t_end: Optional[Fraction],
       # Jump to the keyframe before `start`. If the demuxer lands after it
       # (some formats seek inexactly), decode from the beginning instead.
       try:
-        container.seek(math.floor((origin + t_start) / stream.time_base),
-                       stream=stream, backward=True, any_frame=False)
+        container.seek(
+            math.floor((origin + t_start) / stream.time_base),
+            stream=stream,
+            backward=True,
+            any_frame=False,
+        )
         timed = _timed(container, stream, path, origin)
         first = next(timed, None)
         if first is not None and first[0] <= t_start:
@@ -449,16 +492,23 @@ def _iter_frames(path: str, t_start: Fraction, t_end: Optional[Fraction],
         container, stream = _open_stream(path)
     if timed is None:
       timed = _timed(container, stream, path, origin)
-    yield from _resample(path, stream, timed, t_start, t_end, period,
-                         short_side, convert)
+    yield from _resample(
+        path, stream, timed, t_start, t_end, period, short_side, convert
+    )
   finally:
     container.close()
 
 
-def _resample(path: str, stream, timed: Iterator[Tuple[Fraction, Any]],
-              t_start: Fraction, t_end: Optional[Fraction], period: Fraction,
-              short_side: Optional[int], convert: bool = True
-              ) -> Iterator[Frame]:
+def _resample(
+    path: str,
+    stream,
+    timed: Iterator[Tuple[Fraction, Any]],
+    t_start: Fraction,
+    t_end: Optional[Fraction],
+    period: Fraction,
+    short_side: Optional[int],
+    convert: bool = True,
+) -> Iterator[Frame]:
   """The frame-selection rule of `iter_frames`; see its docstring.
 
   With `convert` False, frames carry no image: only their times.
@@ -480,8 +530,9 @@ def _resample(path: str, stream, timed: Iterator[Tuple[Fraction, Any]],
         size = resized_shape(height, width, short_side)
       image = _to_rgb(frame, size)
       image.flags.writeable = False
-    return Frame(image=image, index=k, time=float(t_k),
-                 source_time=float(stamp))
+    return Frame(
+        image=image, index=k, time=float(t_k), source_time=float(stamp)
+    )
 
   for next_stamp, next_frame in timed:
     if frame is not None:
@@ -499,10 +550,10 @@ def _resample(path: str, stream, timed: Iterator[Tuple[Fraction, Any]],
   if frame is None:
     raise VideoError(
         f'{path!r} has a video stream but no frame could be decoded; the '
-        'file is probably truncated or corrupt. Re-download or re-encode it.')
+        'file is probably truncated or corrupt. Re-download or re-encode it.'
+    )
   video_end = stamp + (_frame_duration(frame, stream) or last_gap or period)
-  _check_within(path, t_start, t_end, video_end, period,
-                'whose frames end at')
+  _check_within(path, t_start, t_end, video_end, period, 'whose frames end at')
   stop = video_end if t_end is None else t_end
   while t_k < stop:
     yield emit()
@@ -510,10 +561,12 @@ def _resample(path: str, stream, timed: Iterator[Tuple[Fraction, Any]],
     t_k = t_start + k * period
 
 
-def count_frames(path: PathLike,
-                 start: Optional[float] = None,
-                 end: Optional[float] = None,
-                 fps: float = FPS) -> int:
+def count_frames(
+    path: PathLike,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    fps: float = FPS,
+) -> int:
   """How many frames `iter_frames` yields for a clip, from timestamps alone.
 
   The frames are decoded (their timestamps come from decoding), but none is
@@ -536,17 +589,19 @@ def count_frames(path: PathLike,
   container, stream = _open_stream(path)
   with container:
     t_start, t_end = _check_clip(path, start, end, period, container, stream)
-  return sum(1 for _ in _iter_frames(path, t_start, t_end, period, None,
-                                     convert=False))
+  return sum(
+      1 for _ in _iter_frames(path, t_start, t_end, period, None, convert=False)
+  )
 
 
-def iter_chunks(path: PathLike,
-                chunk_frames: int,
-                start: Optional[float] = None,
-                end: Optional[float] = None,
-                fps: float = FPS,
-                short_side: Optional[int] = RESIZE_SHORT_SIDE
-               ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+def iter_chunks(
+    path: PathLike,
+    chunk_frames: int,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    fps: float = FPS,
+    short_side: Optional[int] = RESIZE_SHORT_SIDE,
+) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
   """`iter_frames` in chunks of up to `chunk_frames` frames.
 
   Args:
@@ -566,23 +621,28 @@ def iter_chunks(path: PathLike,
   """
   if not isinstance(chunk_frames, numbers.Integral) or chunk_frames < 1:
     raise ValueError(
-        f'`chunk_frames` must be a positive integer; got {chunk_frames!r}.')
-  frames = iter_frames(path, start=start, end=end, fps=fps,
-                       short_side=short_side)
+        f'`chunk_frames` must be a positive integer; got {chunk_frames!r}.'
+    )
+  frames = iter_frames(
+      path, start=start, end=end, fps=fps, short_side=short_side
+  )
   while True:
     chunk = list(itertools.islice(frames, chunk_frames))
     if not chunk:
       return
-    yield (np.stack([f.image for f in chunk]),
-           np.array([f.time for f in chunk], np.float64))
+    yield (
+        np.stack([f.image for f in chunk]),
+        np.array([f.time for f in chunk], np.float64),
+    )
 
 
-def load_frames(path: PathLike,
-                start: Optional[float] = None,
-                end: Optional[float] = None,
-                fps: float = FPS,
-                short_side: Optional[int] = RESIZE_SHORT_SIDE
-               ) -> Tuple[np.ndarray, np.ndarray]:
+def load_frames(
+    path: PathLike,
+    start: Optional[float] = None,
+    end: Optional[float] = None,
+    fps: float = FPS,
+    short_side: Optional[int] = RESIZE_SHORT_SIDE,
+) -> Tuple[np.ndarray, np.ndarray]:
   """A whole clip as one array; see `iter_frames` for the rules.
 
   Args:
@@ -598,7 +658,10 @@ def load_frames(path: PathLike,
   Raises:
     VideoError, ValueError: as `iter_frames`.
   """
-  frames = list(iter_frames(path, start=start, end=end, fps=fps,
-                            short_side=short_side))
-  return (np.stack([f.image for f in frames]),
-          np.array([f.time for f in frames], np.float64))
+  frames = list(
+      iter_frames(path, start=start, end=end, fps=fps, short_side=short_side)
+  )
+  return (
+      np.stack([f.image for f in frames]),
+      np.array([f.time for f in frames], np.float64),
+  )
