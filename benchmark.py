@@ -25,6 +25,9 @@ Usage:
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import json
 import os
 import resource

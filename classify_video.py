@@ -42,6 +42,9 @@ grid depends on the clip's length (T mod 4); so no frame is dropped.
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import os
 import sys
 from typing import Sequence

@@ -49,6 +49,8 @@ import math
 import os
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
+import runtime  # pylint: disable=g-bad-import-order
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 from absl import logging
 import numpy as np
 import tensorflow as tf

@@ -32,6 +32,8 @@ import shutil
 import tempfile
 from typing import Dict, Mapping
 
+import runtime  # pylint: disable=g-bad-import-order
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 import tensorflow as tf
 
 import checkpoints
