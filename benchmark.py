@@ -6,8 +6,13 @@ keeps freed memory, so peaks measured in one long-lived process only grow.
 Each one builds the model with random release-shaped weights, runs `--warmup`
 untimed calls, then `--iters` timed calls of batch `--batch`, and reports
 clips/s, frames/s, effective GFLOP/s (convolution FLOPs counted analytically,
-see conv_flops) and that as a percentage of this machine's
-sustained fp32 matmul rate, measured in the same run.
+see conv_flops) and that as a percentage of two rates measured in
+the same run: the cores' fp32 FMA limit (runtime.fma_peak, a register-resident
+fused multiply-add loop on every core; left out without a C compiler) and
+TensorFlow's sustained fp32 matmul rate. The header names the CPU, its vector
+extensions (AVX2, AVX-512, AVX512_BF16, AMX) and whether TensorFlow's oneDNN
+kernels are on (runtime.setup turns them on unless TF_ENABLE_ONEDNN_OPTS is
+set; `TF_ENABLE_ONEDNN_OPTS=0 python benchmark.py` measures without).
 
 Modes: 'eager' calls the module eagerly; the others are inference.PATHS
 ('plain' is the module in a traced tf.function, 'fast' folds BatchNorm).
@@ -24,6 +29,10 @@ Usage:
 """
 
 from __future__ import annotations
+
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 
 import json
 import math
@@ -269,7 +278,7 @@ def _run_one(config: Dict[str, Any]) -> Dict[str, Any]:
   runner = {'matmul': _run_matmul, 'clip': _run_clip, 'long': _run_long}[
       config['kind']
   ]
-  return runner(config)
+  return {**runner(config), 'onednn': runtime.onednn_active()}
 
 
 def _spawn(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -384,11 +393,12 @@ def _flops_table(frames: List[int]) -> str:
 _HEADER = (
     f'{"kind":5s} {"stream":6s} {"mode":6s} {"frames":>6s} '
     f'{"chunk":>6s} {"time s":>8s} {"clips/s":>8s} {"frames/s":>9s} '
-    f'{"GFLOP/s":>8s} {"%peak":>6s} {"peak RSS MB":>11s}'
+    f'{"GFLOP/s":>8s} {"%FMA":>6s} {"%matmul":>7s} '
+    f'{"peak RSS MB":>11s}'
 )
 
 
-def _row(result: Dict[str, Any], peak: float) -> str:
+def _row(result: Dict[str, Any], peak: float, fma: Optional[float]) -> str:
   times = sorted(result['times_s'])
   median = times[len(times) // 2]
   batch = result.get('batch', 1)
@@ -399,15 +409,59 @@ def _row(result: Dict[str, Any], peak: float) -> str:
       frames_per_s=batch * result['frames'] / median,
       gflops_per_s=gflops,
       percent_of_matmul=100 * gflops / peak,
+      percent_of_fma=100 * gflops / fma if fma else None,
   )
   chunk = str(result['chunk']) if result['chunked'] else '-'
+  of_fma = f'{result["percent_of_fma"]:6.1f}' if fma else f'{"-":>6s}'
   return (
       f'{result["kind"]:5s} {result["stream"]:6s} {result["mode"]:6s} '
       f'{result["frames"]:6d} {chunk:>6s} {median:8.3f} '
       f'{result["clips_per_s"]:8.3f} {result["frames_per_s"]:9.1f} '
-      f'{gflops:8.1f} {result["percent_of_matmul"]:6.1f} '
+      f'{gflops:8.1f} {of_fma} {result["percent_of_matmul"]:7.1f} '
       f'{result["peak_rss_mb"]:11.0f}'
   )
+
+
+def machine_header(threads: Optional[int]) -> Dict[str, Any]:
+  """Prints and returns the CPU, load and FMA limit of this run."""
+  load = os.getloadavg()
+  cpu = runtime.cpu_info()
+  print(
+      f'CPU: {cpu["model"]}, {cpu["cores"]} cores usable; extensions: '
+      f'{", ".join(cpu["isa"]) or "none of interest"}.'
+  )
+  print(
+      f'Load average before the run: {load[0]:.2f} {load[1]:.2f} '
+      f'{load[2]:.2f}.'
+  )
+  fma = runtime.fma_peak(threads)
+  if fma:
+    print(
+        f'FMA limit ({fma["threads"]} threads, {fma["isa"]}): '
+        f'{fma["gflops"]:.1f} GFLOP/s ('
+        + ', '.join(f'{isa} {g:.1f}' for isa, g in fma['by_isa'].items())
+        + ')',
+        flush=True,
+    )
+  else:
+    print(
+        'FMA limit: not measured (needs a C compiler, cc/gcc/clang, and '
+        'AVX2 + FMA); %FMA is left out.',
+        flush=True,
+    )
+  knobs = {
+      k: v
+      for k, v in os.environ.items()
+      if k.startswith(('TF_ONEDNN', 'ONEDNN_', 'DNNL_', 'OMP_', 'KMP_'))
+      or k == runtime.ONEDNN_VAR
+  }
+  return {
+      'date': time.strftime('%Y-%m-%d'),
+      'cpu': cpu,
+      'fma': fma,
+      'load_before': load,
+      'env': knobs,
+  }
 
 
 def main(argv):
@@ -422,11 +476,8 @@ def main(argv):
   frames = [int(f) for f in _FRAMES.value]
   seconds = [float(s) for s in _LONG_SECONDS.value]
   common = {'threads': _THREADS.value, 'chunk_frames': _CHUNK_FRAMES.value}
-  load = os.getloadavg()
-  print(
-      f'Load average before the run: {load[0]:.2f} {load[1]:.2f} '
-      f'{load[2]:.2f} on {len(os.sched_getaffinity(0))} cores.'
-  )
+  machine = machine_header(_THREADS.value)
+  fma = machine['fma']['gflops'] if machine['fma'] else None
   print(_flops_table(frames), flush=True)
 
   matmul_cfg = {
@@ -436,6 +487,10 @@ def main(argv):
       **common,
   }
   matmuls = [_spawn(matmul_cfg)]
+  print(
+      f'oneDNN: {"on" if matmuls[0]["onednn"] else "off"} '
+      f'({runtime.ONEDNN_VAR}={os.environ.get(runtime.ONEDNN_VAR)})'
+  )
   print(
       f'fp32 matmul {_MATMUL_SIZE.value}^2: '
       f'{matmuls[0]["gflops"]:.1f} GFLOP/s (best), '
@@ -474,10 +529,14 @@ def main(argv):
         )
   results = []
   peak = matmuls[0]['gflops']
-  print(f'%peak is relative to {peak:.1f} GFLOP/s.\n{_HEADER}', flush=True)
+  print(
+      f'%FMA is relative to {fma or 0:.1f} GFLOP/s, %matmul to '
+      f'{peak:.1f}.\n{_HEADER}',
+      flush=True,
+  )
   for config in configs:
     result = _spawn(config)
-    print(_row(result, peak), flush=True)
+    print(_row(result, peak, fma), flush=True)
     results.append(result)
   matmuls.append(_spawn(matmul_cfg))
   print(
@@ -492,8 +551,8 @@ def main(argv):
     with open(_JSON_OUT.value, 'w') as f:
       json.dump(
           {
+              **machine,
               'matmul': matmuls,
-              'load_before': load,
               'load_after': os.getloadavg(),
               'results': results,
           },

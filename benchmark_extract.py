@@ -23,6 +23,10 @@ and after is printed with them.
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import json
 import os
 import platform

@@ -17,6 +17,10 @@ after is printed with them.
   python benchmark_video.py --seconds=4 --flow_frames=16 --json_out=out/b.json
 """
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import json
 import os
 import platform

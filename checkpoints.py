@@ -30,6 +30,9 @@ import os
 import tempfile
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 from absl import logging
 import numpy as np
 import tensorflow as tf

@@ -43,6 +43,10 @@ no frame is dropped. The video is decoded once, whatever the streams.
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import os
 import sys
 from typing import Sequence

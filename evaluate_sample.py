@@ -19,6 +19,10 @@ Checkpoints used (data/checkpoints/<name>/model.ckpt):
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import os
 import sys
 from typing import Sequence

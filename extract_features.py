@@ -32,6 +32,10 @@ flow_imagenet, or rgb_scratch and flow_scratch with
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import os
 import sys
 import textwrap

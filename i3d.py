@@ -17,6 +17,9 @@ import collections
 import dataclasses
 from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 import sonnet as snt
 import tensorflow as tf
 

@@ -39,6 +39,9 @@ from typing import (
     Tuple,
 )
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 from absl import logging
 import numpy as np
 import tensorflow as tf

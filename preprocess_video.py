@@ -8,6 +8,10 @@ Writes <output_dir>/<name>_rgb.npy, (1, T, 224, 224, 3) float32, and
   python preprocess_video.py --video=clip.mp4 --streams=rgb --start=2 --end=7
 """
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import os
 import sys
 from typing import Sequence

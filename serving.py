@@ -30,6 +30,9 @@ from __future__ import annotations
 import os
 from typing import Dict, Mapping
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 import tensorflow as tf
 
 import assets
