@@ -199,13 +199,13 @@ class Summary:
   stream: str
   num_classes: int
   head: str
-  kernels_by_time: Dict[int, int]   # t -> number of kernels inflated to t.
+  kernels_by_time: Dict[int, int]   # t -> trunk kernels inflated to t.
 
   def line(self) -> str:
     counts = ', '.join(f'{n} to t={t}'
                        for t, n in sorted(self.kernels_by_time.items()))
     return (f'Inflated {self.source} -> {self.output} ({self.stream} stream, '
-            f'release names; kernels: {counts}; head: {self.head}, '
+            f'release names; trunk kernels: {counts}; head: {self.head}, '
             f'{self.num_classes} classes).')
 
 
@@ -240,9 +240,9 @@ def inflate_checkpoint(source: str, output: str, stream: str = 'rgb',
                         seed)
   checkpoints.save(model, output, stream)
   by_time = {}
-  for _, _, shape, role in checkpoints.unit_inventory(
+  for path, _, shape, role in checkpoints.unit_inventory(
       stream, model.num_classes):
-    if role == 'w':
+    if role == 'w' and path != i3d.LOGITS_UNIT:
       by_time[shape[0]] = by_time.get(shape[0], 0) + 1
   return Summary(source, output, stream, model.num_classes, head, by_time)
 
