@@ -492,8 +492,12 @@ def _open_file(source_dir: str, path: str) -> tuple[BinaryIO, Optional[int]]:
 
 
 def _fetch_one(open_source: Callable[[str], tuple[BinaryIO, Optional[int]]],
-               path: str, dest: str, blob_id: str, progress: bool) -> None:
-  """Copies one file to a temporary file, verifies it and moves it to dest."""
+               path: str, dest: str, blob_id: Optional[str],
+               progress: bool) -> None:
+  """Copies one file to a temporary file, verifies it and moves it to dest.
+
+  A None `blob_id` checks only that the whole file arrived.
+  """
   dest_dir = os.path.dirname(dest) or '.'
   os.makedirs(dest_dir, exist_ok=True)
   stream, size = open_source(path)
@@ -503,14 +507,15 @@ def _fetch_one(open_source: Callable[[str], tuple[BinaryIO, Optional[int]]],
       temp, out = _create_temp(dest)
       with out, _progress_bar(path, size, progress) as bar:
         got = _copy_and_hash(stream, out, size, bar.update)
-    if got is None:  # No size known up front: hash what was written.
+    if got is None and blob_id is not None:  # Size unknown: hash the file.
       got = git_blob_id(temp)
-    if got != blob_id:
+    if blob_id is not None and got != blob_id:
       raise _Failed(f'fetched file fails verification: git blob id {got}, '
                     f'expected {blob_id}')
     os.replace(temp, dest)
     temp = None
-    logging.info('Fetched and verified: %s', dest)
+    logging.info('Fetched%s: %s', '' if blob_id is None else ' and verified',
+                 dest)
   finally:
     if temp is not None:
       try:
@@ -659,28 +664,15 @@ def fetch_inception_v1(dest_dir: str,
 def _download(url: str, dest: str, progress: bool, timeout_s: float) -> None:
   """Downloads url to dest through a temporary file beside it."""
   base, name = url.rsplit('/', 1)
-  opener = urllib.request.build_opener()
-  temp = None
+  open_source = functools.partial(_open_url, urllib.request.build_opener(),
+                                  base, timeout_s=timeout_s)
   try:
-    stream, size = _open_url(opener, base, name, timeout_s=timeout_s)
-    with stream:
-      temp, out = _create_temp(dest)
-      with out, _progress_bar(name, size, progress) as bar:
-        _copy_and_hash(stream, out, size, bar.update)
-    os.replace(temp, dest)
-    temp = None
-    logging.info('Downloaded %s to %s', url, dest)
+    _fetch_one(open_source, name, dest, None, progress)
   except (_Failed, OSError, http.client.HTTPException) as e:
     raise AssetError(
         f'Could not download {url}: {e or type(e).__name__}. On a machine '
         f'with internet access download it and put it at {dest} (the file '
         'as it is, not unpacked), then run again.') from e
-  finally:
-    if temp is not None:
-      try:
-        os.remove(temp)
-      except FileNotFoundError:
-        pass
 
 
 def _extract_member(archive: str, member: str, dest: str,

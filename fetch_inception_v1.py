@@ -9,7 +9,7 @@ Usage (from the repository root):
   python fetch_inception_v1.py
   # Offline: download the archive elsewhere, then either put it at
   # data/imagenet/inception_v1/inception_v1_2016_08_28.tar.gz or run
-  python fetch_inception_v1.py --source_file=/path/to/inception_v1_2016_08_28.tar.gz
+  python fetch_inception_v1.py --source_file=~/inception_v1_2016_08_28.tar.gz
 """
 
 from __future__ import annotations

@@ -37,14 +37,15 @@ ImageNet checkpoints have 1001 classes (class 0 is 'background').
 
 Usage:
 
-  model = inception_v1.load_model('data/imagenet/inception_v1/inception_v1.ckpt')
+  model = inception_v1.load_model(
+      'data/imagenet/inception_v1/inception_v1.ckpt')
   logits, end_points = model(images, is_training=False)  # images [B,H,W,3]
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -86,13 +87,6 @@ def name_2d(name: str) -> str:
 
 
 VALID_ENDPOINTS = tuple(name_2d(n) for n in i3d.VALID_ENDPOINTS)
-
-
-def _check_endpoint(arg: str, endpoint: str) -> None:
-  if endpoint not in VALID_ENDPOINTS:
-    raise ValueError(
-        f'Unknown `{arg}` {endpoint!r}; valid values are, in network order: '
-        f'{", ".join(VALID_ENDPOINTS)}.')
 
 
 class Unit2D(snt.Module):
@@ -177,7 +171,8 @@ class InceptionV1(snt.Module):
     Raises:
       ValueError: on an unknown `final_endpoint` or a bad `num_classes`.
     """
-    _check_endpoint('final_endpoint', final_endpoint)
+    i3d._check_endpoint(  # pylint: disable=protected-access
+        'final_endpoint', final_endpoint, VALID_ENDPOINTS)
     if not isinstance(num_classes, int) or num_classes < 1:
       raise ValueError(
           f'`num_classes` must be a positive int; got {num_classes!r}.')
@@ -186,25 +181,12 @@ class InceptionV1(snt.Module):
     self.final_endpoint = final_endpoint
     self.in_channels: Optional[int] = None
     # Every Unit2D by its I3D release path, as in InceptionI3d.units.
-    self.units: Dict[str, Unit2D] = collections.OrderedDict()
-    self.layers: Dict[str, Union[Unit2D, Mixed2D, i3d.PoolSpec]] = (
-        collections.OrderedDict())
+    self.units, self.layers = i3d.build_trunk(
+        i3d.VALID_ENDPOINTS[VALID_ENDPOINTS.index(final_endpoint)],
+        lambda spec: Unit2D(spec.channels, spec.kernel[1:], spec.stride[1:],
+                            name=name_2d(spec.name)),
+        Mixed2D)
     last = VALID_ENDPOINTS.index(final_endpoint)
-    for spec in i3d.LAYER_SPECS:
-      if VALID_ENDPOINTS.index(name_2d(spec.name)) > last:
-        break
-      if isinstance(spec, i3d.ConvSpec):
-        unit = Unit2D(spec.channels, spec.kernel[1:], spec.stride[1:],
-                      name=name_2d(spec.name))
-        self.units[spec.name] = unit
-        self.layers[spec.name] = unit
-      elif isinstance(spec, i3d.MixedSpec):
-        block = Mixed2D(spec)
-        for path, unit in block.units.items():
-          self.units[f'{spec.name}/{path}'] = unit
-        self.layers[spec.name] = block
-      else:
-        self.layers[spec.name] = spec
     self.logits_unit = None
     if last >= VALID_ENDPOINTS.index('Logits'):
       with tf.name_scope('Logits'):
@@ -286,7 +268,8 @@ def slim_name(unit_path: str, role: str) -> str:
   """The slim checkpoint name of a unit's tensor.
 
   Args:
-    unit_path: the unit's I3D release path, e.g. 'Mixed_3b/Branch_1/Conv3d_0b_3x3'.
+    unit_path: the unit's I3D release path, e.g.
+      'Mixed_3b/Branch_1/Conv3d_0b_3x3'.
     role: 'w', 'b', 'beta', 'moving_mean' or 'moving_variance'.
   """
   return f'{SCOPE}/{name_2d(unit_path)}/{_ROLE_SUFFIX[role]}'
@@ -305,7 +288,8 @@ def inventory(num_classes: Optional[int] = IMAGENET_CLASSES,
     in_channels: input channels of Conv2d_1a_7x7.
     final_endpoint: a 2D (or I3D) endpoint name; only layers up to it.
   """
-  endpoint = i3d.VALID_ENDPOINTS[VALID_ENDPOINTS.index(name_2d(final_endpoint))]
+  endpoint = i3d.VALID_ENDPOINTS[
+      VALID_ENDPOINTS.index(name_2d(final_endpoint))]
   for path, _, shape, role in checkpoints.unit_inventory(
       'rgb', num_classes, endpoint):
     if role == 'w':
@@ -317,7 +301,7 @@ def inventory(num_classes: Optional[int] = IMAGENET_CLASSES,
 
 def slim_inventory(num_classes: int = IMAGENET_CLASSES
                    ) -> Dict[str, Tuple[int, ...]]:
-  """Slim name -> shape of every tensor of an ImageNet Inception-v1 checkpoint."""
+  """Slim name -> shape of every tensor of an ImageNet Inception-v1."""
   return {name: shape for _, name, shape, _ in inventory(num_classes)}
 
 

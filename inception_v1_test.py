@@ -17,6 +17,7 @@ import assets
 import checkpoints
 import inception_v1
 import numpy_reference
+import video_test
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -94,21 +95,16 @@ def write_archive(path, files):
       tar.add(src, arcname=member)
 
 
-class InceptionV1Test(tf.test.TestCase, parameterized.TestCase):
+class InceptionV1Test(video_test.TempDirMixin, tf.test.TestCase,
+                      parameterized.TestCase):
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix='inception_v1_test_')
     cls.slim = inception_v1.synthetic_tensors(seed=3)
     cls.model = inception_v1.InceptionV1()
     cls.model.create_variables()
     inception_v1.assign(cls.model, cls.slim)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.tmp, ignore_errors=True)
-    super().tearDownClass()
 
   def test_inventory_is_slims(self):
     self.assertEqual(inception_v1.slim_inventory(), _slim_names_by_hand())
@@ -200,19 +196,13 @@ class InceptionV1Test(tf.test.TestCase, parameterized.TestCase):
       self.model(np.zeros([1, 64, 64, 3], np.float32), is_training=False)
 
 
-class StrictTest(tf.test.TestCase):
+class StrictTest(video_test.TempDirMixin, tf.test.TestCase):
   """Bad slim checkpoints: each error lists what is wrong."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix='inception_v1_strict_')
     cls.slim = inception_v1.synthetic_tensors(seed=4)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.tmp, ignore_errors=True)
-    super().tearDownClass()
 
   def _write(self, name, tensors):
     prefix = os.path.join(self.tmp, name, 'model.ckpt')
@@ -280,13 +270,12 @@ class StrictTest(tf.test.TestCase):
       inception_v1.read_tensors(os.path.join(self.tmp, 'nothing.ckpt'))
 
 
-class FetchTest(tf.test.TestCase):
+class FetchTest(video_test.TempDirMixin, tf.test.TestCase):
   """assets.fetch_inception_v1 on archives the test builds itself."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix='inception_v1_fetch_')
     slim = inception_v1.synthetic_tensors(seed=5)
     good = os.path.join(cls.tmp, 'good.ckpt')
     write_v1_checkpoint(good, slim)
@@ -304,11 +293,6 @@ class FetchTest(tf.test.TestCase):
     with open(readme, 'w') as f:
       f.write('not a checkpoint')
     write_archive(cls.wrong_archive, {'model.ckpt': readme})
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.tmp, ignore_errors=True)
-    super().tearDownClass()
 
   def setUp(self):
     super().setUp()

@@ -9,7 +9,8 @@ Usage (from the repository root; first `python fetch_inception_v1.py`):
 
   python inflate.py                                  # RGB, new 400-class head
   python inflate.py --stream=flow                    # Flow, TSN-style conv 1
-  python inflate.py --num_classes=101 --output=data/checkpoints/ucf101/model.ckpt
+  python inflate.py --num_classes=101 \
+      --output=data/checkpoints/rgb_ucf101_init/model.ckpt
   python inflate.py --head=imagenet                  # Keep the 1001 classes
 """
 

@@ -2,10 +2,8 @@
 trip through a release-named checkpoint, bad input and inflate.py."""
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 from absl.testing import parameterized
 import numpy as np
@@ -15,6 +13,7 @@ import checkpoints
 import i3d
 import inception_v1
 import inflation
+import video_test
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -170,21 +169,16 @@ class FixedPointTest(tf.test.TestCase):
     self.assertGreater(results['tsn'], 1e-2)
 
 
-class CheckpointTest(tf.test.TestCase, parameterized.TestCase):
+class CheckpointTest(video_test.TempDirMixin, tf.test.TestCase,
+                     parameterized.TestCase):
   """inflate_checkpoint: release names, strict restore, bad input."""
 
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix='inflation_test_')
     cls.slim = inception_v1.synthetic_tensors(seed=9)
     cls.source = os.path.join(cls.tmp, 'slim', 'model.ckpt')
     checkpoints.write_tensors(cls.source, cls.slim)
-
-  @classmethod
-  def tearDownClass(cls):
-    shutil.rmtree(cls.tmp, ignore_errors=True)
-    super().tearDownClass()
 
   def _write(self, name, tensors):
     prefix = os.path.join(self.tmp, name, 'model.ckpt')
@@ -284,7 +278,8 @@ class CheckpointTest(tf.test.TestCase, parameterized.TestCase):
         command[:2] + [f'--source={self.tmp}/none.ckpt'], capture_output=True,
         text=True, env=env, timeout=300, check=False)
     self.assertEqual(missing.returncode, 1)
-    self.assertRegex(missing.stderr, r'(?m)^inflate.py: error: No checkpoint at .*'
+    self.assertRegex(missing.stderr,
+                     r'(?m)^inflate.py: error: No checkpoint at .*'
                      'Run `python fetch_inception_v1.py` to download it.')
     self.assertNotIn('Traceback', missing.stderr)
 
