@@ -191,6 +191,12 @@ class InceptionV1Test(video_test.TempDirMixin, tf.test.TestCase,
     with self.assertRaisesRegex(ValueError, 'has 2 channels but this model'):
       self.model(np.zeros([1, 224, 224, 2], np.float32), is_training=False)
 
+  def test_unknown_endpoint(self):
+    with self.assertRaisesRegex(ValueError, "Unknown `final_endpoint` "
+                                "'Conv3d_1a_7x7'; valid values are, in network "
+                                'order: Conv2d_1a_7x7, MaxPool_2a_3x3'):
+      inception_v1.InceptionV1(final_endpoint='Conv3d_1a_7x7')
+
   def test_image_too_small_for_logits(self):
     with self.assertRaisesRegex(ValueError, 'at least 193x193 pixels'):
       self.model(np.zeros([1, 64, 64, 3], np.float32), is_training=False)
