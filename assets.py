@@ -26,7 +26,9 @@ import functools
 import hashlib
 import http.client
 import os
+import shutil
 import sys
+import tarfile
 from typing import (
     BinaryIO,
     Callable,
@@ -169,6 +171,18 @@ CHECKPOINT_NAMES = tuple(RELEASES)
 # the original authors' machines.
 CHECKPOINT_FILES = ('model.ckpt.index', 'model.ckpt.data-00000-of-00001')
 CHECKPOINT_EXTRA_FILES = ('model.ckpt.meta', 'checkpoint')
+
+# TF-slim's ImageNet Inception-v1 (tensorflow/models research/slim), the 2D
+# network that inflation.py turns into I3D. The archive holds one TF1 V1
+# checkpoint file. Its digest is not pinned here (these machines cannot
+# download it); the extracted checkpoint is checked instead, by its inventory
+# of names and shapes (inception_v1.check_inventory).
+INCEPTION_V1_URL = (
+    'http://download.tensorflow.org/models/inception_v1_2016_08_28.tar.gz'
+)
+INCEPTION_V1_ARCHIVE = 'inception_v1_2016_08_28.tar.gz'
+INCEPTION_V1_MEMBER = 'inception_v1.ckpt'
+INCEPTION_V1_DIR = 'data/imagenet/inception_v1'
 
 _CHUNK_BYTES = 1 << 20
 # Files at least this large get a progress bar; smaller ones only a log line.
@@ -694,23 +708,28 @@ def _fetch_one(
     open_source: Callable[[str], tuple[BinaryIO, Optional[int]]],
     path: str,
     dest: str,
-    blob_id: str,
+    blob_id: Optional[str],
     progress: bool,
 ) -> None:
-  """Copies one file to a temporary file, verifies it and moves it to dest."""
+  """Copies one file to a temporary file, verifies it and moves it to dest.
+
+  A None `blob_id` checks only that the whole file arrived.
+  """
   os.makedirs(os.path.dirname(dest) or '.', exist_ok=True)
   stream, size = open_source(path)
   with stream, fileio.temp_path(dest) as temp:
     with open(temp, 'xb') as out, _progress_bar(path, size, progress) as bar:
       got = _copy_and_hash(stream, out, size, bar.update)
-    if got is None:  # No size known up front: hash what was written.
+    if got is None and blob_id is not None:  # Size unknown: hash the file.
       got = git_blob_id(temp)
-    if got != blob_id:
+    if blob_id is not None and got != blob_id:
       raise _Failed(
           f'fetched file fails verification: git blob id {got}, '
           f'expected {blob_id}'
       )
-  logging.info('Fetched and verified: %s', dest)
+  logging.info(
+      'Fetched%s: %s', '' if blob_id is None else ' and verified', dest
+  )
 
 
 def _copy_and_hash(
@@ -809,3 +828,112 @@ def _failure_message(
     )
   lines.append(fetch_hint(failed, root=dest_root, base_url=base_url))
   return '\n'.join(lines)
+
+
+def fetch_inception_v1(
+    dest_dir: str,
+    verify: Callable[[str], None],
+    url: str = INCEPTION_V1_URL,
+    source_file: Optional[str] = None,
+    progress: bool = True,
+    timeout_s: float = 60.0,
+) -> str:
+  """Gets TF-slim's Inception-v1 checkpoint into `dest_dir`, verified.
+
+  The archive comes from `source_file` if given, else from
+  <dest_dir>/INCEPTION_V1_ARCHIVE if it is there (put by hand), else from
+  `url`; a download is written to a temporary file and moved into place when
+  complete. Only the checkpoint member is extracted, to a temporary file that
+  is renamed to <dest_dir>/INCEPTION_V1_MEMBER once `verify` accepts it.
+  A checkpoint already there that `verify` accepts is kept as it is.
+
+  Args:
+    dest_dir: where the archive and the checkpoint go.
+    verify: raises if a checkpoint file is not the expected one (e.g.
+      inception_v1.check_inventory on its names and shapes).
+    url: the archive's URL (http(s) or file://).
+    source_file: a copy of the archive already downloaded.
+    progress: show a progress bar while downloading.
+    timeout_s: network timeout of each request, in seconds.
+
+  Returns:
+    The path of the verified checkpoint file.
+
+  Raises:
+    AssetError: the archive cannot be downloaded (the message says where to
+      put a copy), is not a gzipped tar holding the checkpoint, or the
+      checkpoint fails `verify`.
+  """
+  ckpt = os.path.join(dest_dir, INCEPTION_V1_MEMBER)
+  archive = os.path.join(dest_dir, INCEPTION_V1_ARCHIVE)
+  if os.path.isfile(ckpt):
+    try:
+      verify(ckpt)
+      logging.info('Already present and verified: %s', ckpt)
+      return ckpt
+    except Exception as e:  # pylint: disable=broad-except
+      logging.warning(
+          '%s is present but fails verification (%s); ' 'extracting it again.',
+          ckpt,
+          str(e).splitlines()[0],
+      )
+  os.makedirs(dest_dir, exist_ok=True)
+  if source_file is not None:
+    if not os.path.isfile(source_file):
+      raise AssetError(
+          f'No archive at {source_file!r}; download '
+          f'{url} and give its path.'
+      )
+    archive = source_file
+  elif not os.path.isfile(archive):
+    _download(url, archive, progress, timeout_s)
+  _extract_member(archive, INCEPTION_V1_MEMBER, ckpt, verify)
+  return ckpt
+
+
+def _download(url: str, dest: str, progress: bool, timeout_s: float) -> None:
+  """Downloads url to dest through a temporary file beside it."""
+  base, name = url.rsplit('/', 1)
+  open_source = functools.partial(
+      _open_url, urllib.request.build_opener(), base, timeout_s=timeout_s
+  )
+  try:
+    _fetch_one(open_source, name, dest, None, progress)
+  except (_Failed, OSError, http.client.HTTPException) as e:
+    raise AssetError(
+        f'Could not download {url}: {e or type(e).__name__}. On a machine '
+        f'with internet access download it and put it at {dest} (the file '
+        'as it is, not unpacked), then run again.'
+    ) from e
+
+
+def _extract_member(
+    archive: str, member: str, dest: str, verify: Callable[[str], None]
+) -> None:
+  """Extracts one file of a .tar.gz to dest, through a verified temp file."""
+  with fileio.temp_path(dest) as temp:
+    try:
+      with tarfile.open(archive, 'r:gz') as tar:
+        names = tar.getnames()
+        found = [n for n in names if os.path.normpath(n) == member]
+        info = tar.getmember(found[0]) if found else None
+        if info is None or not info.isfile():
+          raise AssetError(
+              f'{archive} holds no file {member!r} (it holds: '
+              f'{", ".join(names[:10]) or "nothing"}); it is not TF-slim\'s '
+              f'{INCEPTION_V1_ARCHIVE}. Delete it and download it again.'
+          )
+        with open(temp, 'xb') as out, tar.extractfile(info) as src:
+          shutil.copyfileobj(src, out, _CHUNK_BYTES)
+    except (tarfile.TarError, EOFError, OSError) as e:
+      raise AssetError(
+          f'Cannot unpack {archive}: it is not a complete .tar.gz '
+          f'({type(e).__name__}: {e}). Delete it and download it again.'
+      ) from e
+    try:
+      verify(temp)
+    except Exception as e:
+      raise AssetError(
+          f'{member} from {archive} is not the expected ' f'checkpoint:\n{e}'
+      ) from e
+  logging.info('Extracted and verified: %s', dest)

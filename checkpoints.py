@@ -28,13 +28,23 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import (
+    Callable,
+    Dict,
+    Iterable,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+)
 
 import runtime  # pylint: disable=g-bad-import-order
 
 runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 from absl import logging
 import numpy as np
+import sonnet as snt
 import tensorflow as tf
 
 import assets
@@ -242,33 +252,38 @@ def detect_layout(names: Iterable[str]) -> str:
   )
 
 
-def open_checkpoint(prefix: str) -> tf.train.CheckpointReader:
+def open_checkpoint(
+    prefix: str, fetch_command: str = 'python fetch_assets.py'
+) -> tf.train.CheckpointReader:
   """Opens a TF checkpoint by prefix, with a clear error when it can't.
 
   Args:
     prefix: the checkpoint prefix, e.g. data/checkpoints/rgb_imagenet/model.ckpt
-      (the files are <prefix>.index and <prefix>.data-00000-of-00001).
+      (the files are <prefix>.index and <prefix>.data-00000-of-00001), or a
+      TF1 V1 checkpoint's single file (TF-slim's ImageNet releases).
+    fetch_command: the command that gets the checkpoint, named in errors.
 
   Raises:
     CheckpointError: naming the file when it is missing, truncated or corrupt.
   """
   index = prefix + '.index'
-  if not os.path.exists(index):
+  v1_file = os.path.isfile(prefix)
+  if not os.path.exists(index) and not v1_file:
     if os.path.isdir(prefix):
       hint = f' (that is a folder; pass {os.path.join(prefix, "model.ckpt")})'
     else:
       hint = ''
     raise CheckpointError(
         f'No checkpoint at {prefix!r}: {index} does not exist{hint}. Run '
-        '`python fetch_assets.py` to download the release checkpoints.'
+        f'`{fetch_command}` to download it.'
     )
   try:
     return tf.train.load_checkpoint(prefix)
   except (tf.errors.OpError, ValueError, IndexError, RuntimeError) as e:
     raise CheckpointError(
-        f'Cannot read checkpoint {index}: it is truncated or corrupt '
-        f'({type(e).__name__}: {_first_line(e)}). Delete it and run '
-        '`python fetch_assets.py` again.'
+        f'Cannot read checkpoint {prefix if v1_file else index}: it is '
+        f'truncated or corrupt ({type(e).__name__}: {_first_line(e)}). Delete '
+        f'it and run `{fetch_command}` again.'
     ) from e
 
 
@@ -290,6 +305,56 @@ def read_tensor(
     ) from e
 
 
+def compare_shapes(
+    expected: Mapping[str, Tuple[int, ...]],
+    shapes: Mapping[str, List[int]],
+    ignore: Callable[[str], bool] = lambda name: False,
+):
+  """Missing, unexpected and mismatched names of a checkpoint's name->shape map.
+
+  Args:
+    expected: name -> shape the model needs.
+    shapes: name -> shape the checkpoint holds.
+    ignore: names of the checkpoint that may be there without being expected.
+
+  Returns:
+    (missing names, unexpected names, [(name, checkpoint shape, model shape)]),
+    each sorted.
+  """
+  missing = sorted(n for n in expected if n not in shapes)
+  unexpected = sorted(n for n in shapes if n not in expected and not ignore(n))
+  mismatched = sorted(
+      (n, tuple(shapes[n]), tuple(want))
+      for n, want in expected.items()
+      if n in shapes and tuple(shapes[n]) != tuple(want)
+  )
+  return missing, unexpected, mismatched
+
+
+def mismatch_lines(
+    missing: Sequence[str],
+    unexpected: Sequence[str],
+    mismatched: Sequence[Tuple[str, Tuple[int, ...], Tuple[int, ...]]],
+) -> List[str]:
+  """The indented lines that list compare_shapes' findings."""
+  lines = []
+  if missing:
+    lines.append(f'  {len(missing)} missing from the checkpoint:')
+    lines += [f'    {n}' for n in missing]
+  if unexpected:
+    lines.append(
+        f'  {len(unexpected)} in the checkpoint but not in the ' 'model:'
+    )
+    lines += [f'    {n}' for n in unexpected]
+  if mismatched:
+    lines.append(f'  {len(mismatched)} with the wrong shape:')
+    lines += [
+        f'    {n}: checkpoint {list(g)}, model {list(w)}'
+        for n, g, w in mismatched
+    ]
+  return lines
+
+
 def check_compatible(
     model: i3d.InceptionI3d,
     shapes: Mapping[str, List[int]],
@@ -298,18 +363,12 @@ def check_compatible(
 ) -> None:
   """Raises one CheckpointError listing every missing, unexpected or
   mismatched tensor between `model` and a checkpoint's name->shape map."""
-  expected = variable_map(model, layout)
+  expected = {n: shape for n, (_, shape) in variable_map(model, layout).items()}
   full = release_inventory(layout, num_classes=model.num_classes)
-  missing = sorted(n for n in expected if n not in shapes)
-  unexpected = sorted(
-      n
-      for n in shapes
-      if n not in expected and not n.endswith(MOMENTUM_SUFFIX) and n not in full
-  )
-  mismatched = sorted(
-      (n, tuple(shapes[n]), want)
-      for n, (_, want) in expected.items()
-      if n in shapes and tuple(shapes[n]) != want
+  missing, unexpected, mismatched = compare_shapes(
+      expected,
+      shapes,
+      ignore=lambda n: n.endswith(MOMENTUM_SUFFIX) or n in full,
   )
   if not (missing or unexpected or mismatched):
     return
@@ -333,20 +392,7 @@ def check_compatible(
           f'model was built for {want[3]}: use an RGB checkpoint for '
           '3-channel input and a flow checkpoint for 2 channels.'
       )
-  if missing:
-    lines.append(f'  {len(missing)} missing from the checkpoint:')
-    lines += [f'    {n}' for n in missing]
-  if unexpected:
-    lines.append(
-        f'  {len(unexpected)} in the checkpoint but not in the ' 'model:'
-    )
-    lines += [f'    {n}' for n in unexpected]
-  if mismatched:
-    lines.append(f'  {len(mismatched)} with the wrong shape:')
-    lines += [
-        f'    {n}: checkpoint {list(g)}, model {list(w)}'
-        for n, g, w in mismatched
-    ]
+  lines += mismatch_lines(missing, unexpected, mismatched)
   raise CheckpointError('\n'.join(lines))
 
 
@@ -370,12 +416,16 @@ def assign(
     )
     variable.assign(value)
   for unit in model.units.values():
-    if unit.batch_norm is None:
-      continue
-    for ema in (unit.batch_norm.moving_mean, unit.batch_norm.moving_variance):
-      # Sonnet 2's EMA keeps these two private; see RESTORED_EMA_COUNTER.
-      ema._hidden.assign(ema.average)  # pylint: disable=protected-access
-      ema._counter.assign(RESTORED_EMA_COUNTER)  # pylint: disable=protected-access
+    if unit.batch_norm is not None:
+      sync_restored_statistics(unit.batch_norm)
+
+
+def sync_restored_statistics(batch_norm: snt.BatchNorm) -> None:
+  """Makes a BatchNorm's EMAs continue from their just-assigned `average`."""
+  for ema in (batch_norm.moving_mean, batch_norm.moving_variance):
+    # Sonnet 2's EMA keeps these two private; see RESTORED_EMA_COUNTER.
+    ema._hidden.assign(ema.average)  # pylint: disable=protected-access
+    ema._counter.assign(RESTORED_EMA_COUNTER)  # pylint: disable=protected-access
 
 
 def restore(
@@ -465,6 +515,21 @@ def save(model: i3d.InceptionI3d, prefix: str, layout: str) -> None:
   write_tensors(prefix, export_tensors(model, layout))
 
 
+def random_tensor(
+    role: str, shape: Sequence[int], rng: np.random.Generator
+) -> np.ndarray:
+  """A random float32 tensor for one role ('w', 'b', 'beta', 'moving_mean',
+  'moving_variance'): He-scaled weights, moderate BatchNorm statistics."""
+  if role == 'w':
+    fan_in = int(np.prod(shape[:-1]))
+    value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+  elif role in ('b', 'beta', 'moving_mean'):
+    value = rng.normal(0.0, 0.1, shape)
+  else:
+    value = rng.uniform(0.5, 1.5, shape)
+  return value.astype(np.float32)
+
+
 def synthetic_tensors(
     layout: str,
     seed: int = 0,
@@ -481,18 +546,7 @@ def synthetic_tensors(
   rng = np.random.default_rng(seed)
   out = {}
   for _, name, shape, role in unit_inventory(layout, num_classes):
-    if role == 'w':
-      fan_in = int(np.prod(shape[:-1]))
-      value = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
-    elif role == 'b':
-      value = rng.normal(0.0, 0.1, shape)
-    elif role == 'beta':
-      value = rng.normal(0.0, 0.1, shape)
-    elif role == 'moving_mean':
-      value = rng.normal(0.0, 0.1, shape)
-    else:
-      value = rng.uniform(0.5, 1.5, shape)
-    out[name] = value.astype(np.float32)
+    out[name] = random_tensor(role, shape, rng)
   if with_momentum and get_layout(layout).has_momentum:
     for name, value in list(out.items()):
       if name.endswith(('/w', '/b', '/beta')):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 import runtime  # pylint: disable=g-bad-import-order
 
@@ -167,11 +167,13 @@ def min_input_size(endpoint: str = 'Logits') -> Tuple[int, int]:
   return (LOGITS_POOL[0] - 1) * st + 1, (LOGITS_POOL[1] - 1) * sh + 1
 
 
-def _check_endpoint(arg: str, endpoint: str) -> None:
-  if endpoint not in VALID_ENDPOINTS:
+def _check_endpoint(
+    arg: str, endpoint: str, valid: Sequence[str] = VALID_ENDPOINTS
+) -> None:
+  if endpoint not in valid:
     raise ValueError(
         f'Unknown `{arg}` {endpoint!r}; valid values are, in network order: '
-        f'{", ".join(VALID_ENDPOINTS)}.'
+        f'{", ".join(valid)}.'
     )
 
 
@@ -258,6 +260,45 @@ class Mixed(snt.Module):
     return tf.concat([b0, b1, b2, b3], axis=4)
 
 
+def build_trunk(
+    final_endpoint: str,
+    make_conv: Callable[[ConvSpec], Any],
+    make_mixed: Callable[[MixedSpec], Any],
+):
+  """Builds the LAYER_SPECS rows up to `final_endpoint`, in order.
+
+  Shared by InceptionI3d and the 2D Inception-v1 it is inflated from.
+
+  Args:
+    final_endpoint: one of VALID_ENDPOINTS.
+    make_conv: ConvSpec -> conv unit.
+    make_mixed: MixedSpec -> block with `.units`, keyed by paths relative to
+      the block (see mixed_branches).
+
+  Returns:
+    (units by release path, e.g. 'Mixed_3b/Branch_1/Conv3d_0b_3x3'; layers by
+    endpoint name: units, blocks, or the PoolSpec of each max pool).
+  """
+  units = collections.OrderedDict()
+  layers = collections.OrderedDict()
+  final_index = VALID_ENDPOINTS.index(final_endpoint)
+  for spec in LAYER_SPECS:
+    if VALID_ENDPOINTS.index(spec.name) > final_index:
+      break
+    if isinstance(spec, ConvSpec):
+      unit = make_conv(spec)
+      units[spec.name] = unit
+      layers[spec.name] = unit
+    elif isinstance(spec, MixedSpec):
+      block = make_mixed(spec)
+      for path, unit in block.units.items():
+        units[f'{spec.name}/{path}'] = unit
+      layers[spec.name] = block
+    else:
+      layers[spec.name] = spec
+  return units, layers
+
+
 class InceptionI3d(snt.Module):
   """Inception-v1 I3D, from the input video to `final_endpoint`.
 
@@ -315,25 +356,14 @@ class InceptionI3d(snt.Module):
     self.in_channels: Optional[int] = None
 
     # Every Unit3D by its release path, e.g. 'Mixed_3b/Branch_1/Conv3d_0b_3x3'.
-    self.units: Dict[str, Unit3D] = collections.OrderedDict()
-    self.layers: Dict[str, Union[Unit3D, Mixed, PoolSpec]] = (
-        collections.OrderedDict()
+    self.units, self.layers = build_trunk(
+        final_endpoint,
+        lambda spec: Unit3D(
+            spec.channels, spec.kernel, spec.stride, name=spec.name
+        ),
+        Mixed,
     )
     final_index = VALID_ENDPOINTS.index(final_endpoint)
-    for spec in LAYER_SPECS:
-      if VALID_ENDPOINTS.index(spec.name) > final_index:
-        break
-      if isinstance(spec, ConvSpec):
-        unit = Unit3D(spec.channels, spec.kernel, spec.stride, name=spec.name)
-        self.units[spec.name] = unit
-        self.layers[spec.name] = unit
-      elif isinstance(spec, MixedSpec):
-        block = Mixed(spec)
-        for path, unit in block.units.items():
-          self.units[f'{spec.name}/{path}'] = unit
-        self.layers[spec.name] = block
-      else:
-        self.layers[spec.name] = spec
     self.logits_unit = None
     if final_index >= VALID_ENDPOINTS.index('Logits'):
       with tf.name_scope('Logits'):
