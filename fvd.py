@@ -341,6 +341,7 @@ class SetStats:
 
 
 def finish(stats: Stats, protocol: Protocol, skipped: int = 0) -> SetStats:
+  """A set's final statistics, with the protocol's covariance estimator."""
   return SetStats(stats.mean.copy(), stats.covariance(protocol.covariance),
                   stats.count, protocol.settings(), skipped)
 
@@ -523,6 +524,7 @@ def open_set(spec: str) -> VideoSet:
 
 @dataclasses.dataclass
 class Clip:
+  """One clip of a set, named by its video."""
   name: str
   frames: np.ndarray  # [T, H, W, 3], 0..255.
 
