@@ -110,11 +110,6 @@ def report_dict(
   }
 
 
-# Kept for callers of the report API; the implementation is fileio's.
-write_atomic = fileio.write_bytes
-write_json = fileio.write_json
-
-
 def save_bar_chart(
     path: str,
     logits: np.ndarray,

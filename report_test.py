@@ -7,6 +7,7 @@ from absl.testing import absltest
 from absl.testing import parameterized
 import numpy as np
 
+import fileio
 import report
 import testing
 
@@ -91,7 +92,7 @@ class ReportTest(testing.TempDirMixin, parameterized.TestCase):
         record['norm_of_logits'], float(np.sqrt(30)), places=5
     )
     path = self.path('sub/report.json')
-    report.write_json(path, record)
+    fileio.write_json(path, record)
     with open(path) as f:
       self.assertEqual(json.load(f), record)
 
