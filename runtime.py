@@ -64,7 +64,8 @@ def setup() -> Optional[bool]:
 
   Sets `TF_ENABLE_ONEDNN_OPTS=1` and `TF_CPP_MIN_LOG_LEVEL=1` unless the
   user set them. If TensorFlow is already imported the variables no longer
-  matter; then, when oneDNN is off, this logs (once) how to turn it on.
+  matter; then, when oneDNN is off and the user did not turn it off, this
+  logs (once) how to turn it on.
 
   Returns:
     Whether oneDNN is on, when TensorFlow is already imported; else None.
@@ -75,7 +76,8 @@ def setup() -> Optional[bool]:
     os.environ.setdefault(ONEDNN_VAR, '1')
     return None
   active = onednn_active()
-  if active is False and not _warned:
+  chosen_off = os.environ.get(ONEDNN_VAR, '').lower() in ('0', 'false')
+  if active is False and not chosen_off and not _warned:
     _warned = True
     logging.warning(
         'TensorFlow was imported before runtime.setup(), with its oneDNN CPU '

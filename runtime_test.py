@@ -95,18 +95,21 @@ class EntryPointTest(parameterized.TestCase):
     self.assertEqual(out, ['1', 'True'])
 
   def test_user_setting_is_kept(self):
-    out, _ = _python(
+    out, err = _python(
         f'import evaluate_sample; {_REPORT}', TF_ENABLE_ONEDNN_OPTS='0'
     )
     self.assertEqual(out, ['0', 'False'])
+    self.assertNotIn('oneDNN CPU kernels off', err)
 
   def test_warns_when_tensorflow_came_first_with_onednn_off(self):
+    # Imported with oneDNN off, then the user's choice forgotten: warn once.
     out, err = _python(
-        'import tensorflow, runtime; print(runtime.setup()); '
+        'import os, tensorflow, runtime; print(runtime.setup()); '
+        'del os.environ["TF_ENABLE_ONEDNN_OPTS"]; print(runtime.setup()); '
         'print(runtime.setup())',
         TF_ENABLE_ONEDNN_OPTS='0',
     )
-    self.assertEqual(out, ['False', 'False'])
+    self.assertEqual(out, ['False', 'False', 'False'])
     self.assertEqual(err.count('oneDNN CPU kernels off'), 1)
     self.assertIn('TF_ENABLE_ONEDNN_OPTS=1', err)
 
