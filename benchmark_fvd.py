@@ -20,6 +20,10 @@ every row.
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import os
 import platform
 import resource

@@ -31,6 +31,10 @@ Exit code: 0 on success, 1 on bad input, 2 on bad flags.
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import dataclasses
 import os
 import sys
