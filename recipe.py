@@ -280,7 +280,11 @@ def loop_to_min_frames(
 # ---------------------------------------------------------------------------
 # TV-L1 optical flow.
 
-_tvl1 = None
+# One DualTVL1 object per thread and frame size. calc() keeps working
+# buffers in the object, so threads (e.g. parallel tf.data calls) must not
+# share one; and an object that has run on frames of another size gives
+# different flow (by up to 0.4 pixels, tested), so a new size gets a new one.
+_tvl1 = threading.local()
 
 
 def _init_flow_worker() -> None:
@@ -290,12 +294,13 @@ def _init_flow_worker() -> None:
 
 def _flow_chunk(gray: np.ndarray) -> np.ndarray:
   """TV-L1 flow between consecutive frames of uint8 [n+1, H, W] -> [n,H,W,2]."""
-  global _tvl1
-  if _tvl1 is None:
-    _tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+  tvl1 = getattr(_tvl1, 'instance', None)
+  if tvl1 is None or getattr(_tvl1, 'shape', None) != gray.shape[1:]:
+    tvl1 = _tvl1.instance = cv2.optflow.DualTVL1OpticalFlow_create()
+    _tvl1.shape = gray.shape[1:]
   out = np.empty((len(gray) - 1,) + gray.shape[1:] + (2,), np.float32)
   for i in range(len(gray) - 1):
-    out[i] = _tvl1.calc(gray[i], gray[i + 1], None)
+    out[i] = tvl1.calc(gray[i], gray[i + 1], None)
   return out
 
 

@@ -106,6 +106,40 @@ class FlowTest(parameterized.TestCase):
     flow = recipe.compute_flow(testing.shifted_frames(1, 1, 0), workers=1)
     np.testing.assert_array_equal(flow, np.zeros((1, 48, 64, 2)))
 
+  def test_flow_does_not_depend_on_earlier_frame_sizes(self):
+    # An OpenCV DualTVL1 object that ran on another frame size gives other
+    # flow; recipe.py makes a new one per size (and per thread).
+    frames = testing.shifted_frames(3, 1, 1, height=32, width=40)
+    fresh = []
+    thread = threading.Thread(
+        target=lambda: fresh.append(recipe.compute_flow(frames, workers=1))
+    )
+    thread.start()
+    thread.join()
+    recipe.compute_flow(
+        testing.shifted_frames(3, 1, 0, height=24, width=32), workers=1
+    )
+    np.testing.assert_array_equal(
+        recipe.compute_flow(frames, workers=1), fresh[0]
+    )
+
+  def test_parallel_calls_use_their_own_tvl1(self):
+    # DualTVL1 keeps working buffers in the object, so the threads of
+    # parallel tf.data calls must not share one.
+    gray = (np.random.default_rng(1).random((2, 16, 16)) * 255).astype(np.uint8)
+    instances = []
+
+    def flow():
+      recipe._flow_chunk(gray)
+      instances.append(recipe._tvl1.instance)
+
+    flow()
+    thread = threading.Thread(target=flow)
+    thread.start()
+    thread.join()
+    self.assertLen(instances, 2)
+    self.assertIsNot(instances[0], instances[1])
+
   def test_workers_and_streaming_agree(self):
     frames = testing.shifted_frames(12, 1, 1, height=32, width=40)
     serial = recipe.compute_flow(frames, workers=1)
