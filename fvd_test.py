@@ -8,8 +8,6 @@ example (16 videos of 15 frames, zeros against 255) runs on the real
 rgb_scratch weights when data/checkpoints/rgb_scratch holds them.
 """
 
-import contextlib
-import io
 import json
 import os
 import shutil
@@ -18,14 +16,11 @@ import sys
 import tempfile
 from typing import List
 
-from absl import flags
-from absl.testing import flagsaver
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
 import checkpoints
-import compute_fvd
 import features_test
 import fvd
 import inference
@@ -416,25 +411,15 @@ class NetworkTest(tf.test.TestCase, parameterized.TestCase):
   def test_command_bad_values_give_one_line(self):
     bad = os.path.join(self.tmp, 'bad.npy')
     np.save(bad, np.full([2, 9, 8, 8, 3], 300.0, np.float32))
-    stderr = io.StringIO()
-    with flagsaver.flagsaver(), contextlib.redirect_stderr(stderr):
-      flags.FLAGS(
-          [
-              'compute_fvd',
-              f'--checkpoint={self.ckpt}',
-              '--noprogress',
-              f'--real={bad}',
-              f'--generated={bad}',
-          ]
-      )
-      code = compute_fvd.main(['compute_fvd'])
-    self.assertEqual(code, 1)
+    run = self.run_command(f'--real={bad}', f'--generated={bad}')
+    self.assertEqual(run.returncode, 1)
+    self.assertNotIn('Traceback', run.stderr)
     self.assertEqual(
-        stderr.getvalue(),
+        run.stderr.splitlines()[-1],
         f'compute_fvd: error: `{bad}[0] .. {bad}[1]` must have values in '
         '0..255; got values from 300.0 to 300.0. Pass uint8 frames or floats '
         'scaled to 0..255 (for [0, 1] data multiply by 255, for [-1, 1] data '
-        'map x to (x + 1) * 127.5).\n',
+        'map x to (x + 1) * 127.5).',
     )
 
 
