@@ -6,7 +6,6 @@ the independent NumPy implementation.
 """
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -39,17 +38,6 @@ def _flags(data):
       f'--label_map={data}/label_map.txt',
       f'--label_map_600={data}/label_map_600.txt',
   ]
-
-
-def _parse(text):
-  """Report text -> (norm, [(prob, logit, label)])."""
-  lines = text.split('\n')
-  norm = float(re.fullmatch(r'Norm of logits: (\d+\.\d{6})', lines[0])[1])
-  rows = []
-  for line in lines[3:23]:
-    prob, logit, label = line.split(' ', 2)
-    rows.append((float(prob), float(logit), label))
-  return norm, rows
 
 
 class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
@@ -108,7 +96,7 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
     text = self._evaluate(eval_type, imagenet)
     names = assets.checkpoint_names(eval_type, imagenet)
     expect = sum(self._reference(n) for n in names.values())
-    norm, rows = _parse(text)
+    norm, rows = testing.parse_report(text)
     self.assertAllClose(norm, np.linalg.norm(expect), atol=1e-3)
     order = np.argsort(expect)[::-1][:20]
     probs = report.softmax(expect.astype(np.float32))
@@ -123,8 +111,8 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
     )
 
   def test_plain_and_fast_paths_agree(self):
-    fast = _parse(self._evaluate('rgb', True, 'fast'))
-    plain = _parse(self._evaluate('rgb', True, 'plain'))
+    fast = testing.parse_report(self._evaluate('rgb', True, 'fast'))
+    plain = testing.parse_report(self._evaluate('rgb', True, 'plain'))
     self.assertAllClose(fast[0], plain[0], atol=1e-3)
     self.assertEqual([r[2] for r in fast[1]], [r[2] for r in plain[1]])
     self.assertAllClose(
@@ -183,7 +171,7 @@ class CommandLineTest(tf.test.TestCase):
   def test_default_joint_prints_the_report(self):
     result = self._run(*_flags(self.data))
     self.assertEqual(result.returncode, 0, result.stderr)
-    norm, rows = _parse(result.stdout)
+    norm, rows = testing.parse_report(result.stdout)
     self.assertGreater(norm, 0)
     self.assertLen(rows, 20)
     self.assertNotIn('Traceback', result.stderr)
@@ -287,7 +275,7 @@ class CommandLineTest(tf.test.TestCase):
     for name in expect:
       with open(os.path.join(out_dir, name)) as f:
         texts[name] = f.read()
-      _parse(texts[name])
+      testing.parse_report(texts[name])
     # The imagenet and no_imagenet reports come from different checkpoints.
     for stream in ('rgb', 'flow', 'joint'):
       self.assertNotEqual(
@@ -311,7 +299,7 @@ class GoldenTest(tf.test.TestCase):
 
   def test_golden_joint_top_line(self):
     with open(os.path.join(_ROOT, 'out', 'imagenet_joint.txt')) as f:
-      norm, rows = _parse(f.read())
+      norm, rows = testing.parse_report(f.read())
     self.assertEqual(norm, 138.468658)
     self.assertEqual(rows[0], (1.0, 41.813675, 'playing cricket'))
 

@@ -21,10 +21,9 @@ import numpy as np
 import tensorflow as tf
 
 import checkpoints
-import features_test
 import fvd
 import inference
-import video_test
+import testing
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 _REAL_CHECKPOINT = os.path.join(_ROOT, fvd.DEFAULT_CHECKPOINT)
@@ -171,9 +170,7 @@ class ResizeTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(out[..., 1], np.ones([1, 9, 224, 224]))
 
 
-class ClipsTest(
-    video_test.TempDirMixin, tf.test.TestCase, parameterized.TestCase
-):
+class ClipsTest(testing.TempDirMixin, tf.test.TestCase, parameterized.TestCase):
   """Which clips each protocol takes, without the network."""
 
   def test_stylegan_v_skips_short_videos_and_samples_seeded_offsets(self):
@@ -226,7 +223,7 @@ class ClipsTest(
   def test_video_files_are_decoded_into_clips(self):
     tmp = self.path('videos')
     for i, count in enumerate((18, 10, 20)):
-      features_test.write_video(
+      testing.write_moving_video(
           os.path.join(tmp, f'v{i}.mp4'), count, seed=i, height=16, width=24
       )
     videos = fvd.open_set(tmp)

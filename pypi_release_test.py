@@ -32,12 +32,12 @@ import tensorflow as tf
 
 import assets
 import checkpoints
-from evaluate_sample_test import _parse
 import i3d
 import inference
 import numpy_reference
 import pypi_release
 import serving
+import testing
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 _PREFIX = os.path.join(
@@ -434,7 +434,7 @@ class RealWeightsTest(tf.test.TestCase, parameterized.TestCase):
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
     )
     self.assertEqual(done.returncode, 0, done.stderr)
-    norm, rows = _parse(done.stdout)
+    norm, rows = testing.parse_report(done.stdout)
     self.assertEqual(rows[0][2], 'playing cricket')
     reference = _reference_logits()[0]
     self.assertAllClose(norm, np.linalg.norm(reference), atol=_TOL, rtol=0)

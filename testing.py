@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 import os
+import re
 import shutil
 import tempfile
 from typing import Iterable, Iterator, Optional, Sequence
@@ -237,3 +238,14 @@ class FakeFlowMixin:
   def tearDownClass(cls):
     cls._fake_flow.stop()
     super().tearDownClass()
+
+
+def parse_report(text: str):
+  """A release-format report -> (norm of logits, [(prob, logit, label)])."""
+  lines = text.split('\n')
+  norm = float(re.fullmatch(r'Norm of logits: (\d+\.\d{6})', lines[0])[1])
+  rows = []
+  for line in lines[3:23]:
+    prob, logit, label = line.split(' ', 2)
+    rows.append((float(prob), float(logit), label))
+  return norm, rows
