@@ -306,13 +306,20 @@ def _run_one(config: Dict[str, Any]) -> Dict[str, Any]:
   return {**runner(config), 'onednn': runtime.onednn_active()}
 
 
-def _spawn(config: Dict[str, Any]) -> Dict[str, Any]:
-  """Runs one configuration in a fresh Python process."""
+def _spawn(
+    config: Dict[str, Any], script: Optional[str] = None
+) -> Dict[str, Any]:
+  """Runs one configuration in a fresh Python process.
+
+  Args:
+    config: the configuration, passed as `--run_config`.
+    script: the entry point that runs it; this file when None.
+  """
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
   proc = subprocess.run(
       [
           sys.executable,
-          os.path.abspath(__file__),
+          os.path.abspath(script or __file__),
           '--run_config',
           json.dumps(config),
       ],

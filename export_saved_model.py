@@ -1,14 +1,22 @@
-r"""Exports the RGB, Flow or joint I3D model as a SavedModel.
+r"""Exports the RGB, Flow or joint I3D model: SavedModel, OpenVINO or ONNX.
 
 The SavedModel's 'serving_default' signature takes float32 clips in [-1, 1],
-[batch, frames, 224, 224, channels] (batch and frames free, frames >= 9), as
-`rgb`, `flow` or both, and returns `logits` and `probabilities` (plus the
-1024-d Mixed_5c `features` with --with_features); see serving.py.
+[batch, frames, 224, 224, channels] (batch free; frames free, >= 9, or fixed
+with --frames), as `rgb`, `flow` or both, and returns `logits` and
+`probabilities` (plus the 1024-d Mixed_5c `features` with --with_features);
+see serving.py. --format=openvino writes the same model as an OpenVINO IR
+(`model.xml`, `model.bin`) and --format=onnx as `model.onnx`, with the same
+inputs and outputs (exporters.py); both need `pip install -r
+requirements-export.txt`.
 
   python fetch_assets.py     # once: the release checkpoints into data/
   python export_saved_model.py --streams=joint --output_dir=/tmp/i3d_joint
   python export_saved_model.py --streams=rgb --with_features \
       --output_dir=/tmp/i3d_rgb
+  python export_saved_model.py --format=openvino --streams=rgb \
+      --output_dir=/tmp/i3d_rgb_ir
+  python export_saved_model.py --format=onnx --streams=joint --frames=79 \
+      --output_dir=/tmp/i3d_joint_onnx
   saved_model_cli show --dir /tmp/i3d_joint --all
 
 The export is written to a temporary folder and renamed into place.
@@ -29,6 +37,7 @@ from absl import flags
 from absl import logging
 
 import checkpoints
+import exporters
 import inference
 import serving
 
@@ -41,8 +50,24 @@ _STREAMS = flags.DEFINE_enum(
     list(serving.STREAMS),
     'Which model: rgb, flow, or joint (both; logits summed).',
 )
+_FORMAT = flags.DEFINE_enum(
+    'format',
+    'saved_model',
+    list(exporters.FORMATS),
+    'saved_model; openvino (an IR: model.xml and model.bin); or onnx '
+    '(model.onnx).',
+)
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', None, 'The SavedModel folder to create.'
+    'output_dir',
+    None,
+    'The folder to create: the SavedModel, or the folder of the OpenVINO or '
+    'ONNX files.',
+)
+_FRAMES = flags.DEFINE_integer(
+    'frames',
+    None,
+    "Fix the clips' frame count (>= 9) in the exported model; any count >= 9 "
+    'when unset.',
 )
 _RGB_CHECKPOINT = flags.DEFINE_string(
     'rgb_checkpoint',
@@ -103,15 +128,31 @@ def main(argv: Sequence[str]) -> int:
     return 1
   inference.configure_threads()
   try:
+    # Before loading weights: a missing package is known at once.
+    exporters.check_installed(_FORMAT.value)
     models = _models(_STREAMS.value)
-    path = serving.export(
-        models, _OUTPUT_DIR.value, _WITH_FEATURES.value, _OVERWRITE.value
+    path = exporters.export(
+        models,
+        _OUTPUT_DIR.value,
+        _FORMAT.value,
+        _FRAMES.value,
+        _WITH_FEATURES.value,
+        _OVERWRITE.value,
     )
-  except (checkpoints.CheckpointError, FileExistsError, ValueError) as e:
+  except (
+      checkpoints.CheckpointError,
+      FileExistsError,
+      ValueError,
+      exporters.MissingDependencyError,
+  ) as e:
     logging.error('%s', e)
     print(f'export_saved_model: error: {e}', file=sys.stderr)
     return 1
-  print(f'Exported the {_STREAMS.value} model to {path}')
+  files = {
+      'openvino': f' ({exporters.OPENVINO_FILE}, model.bin)',
+      'onnx': f' ({exporters.ONNX_FILE})',
+  }.get(_FORMAT.value, '')
+  print(f'Exported the {_STREAMS.value} model to {path}{files}')
   return 0
 
 

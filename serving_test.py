@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
-import sys
 import tempfile
 
 from absl.testing import parameterized
@@ -15,8 +14,7 @@ import tensorflow as tf
 import checkpoints
 import i3d
 import serving
-
-_ROOT = os.path.dirname(os.path.abspath(__file__))
+import testing
 
 # The shortest clip the Logits head accepts.
 _FRAMES = 9
@@ -42,14 +40,7 @@ def _clip(part: str, seed: int, batch: int = 1) -> np.ndarray:
 
 
 def _export(args) -> subprocess.CompletedProcess:
-  return subprocess.run(
-      [sys.executable, os.path.join(_ROOT, 'export_saved_model.py'), *args],
-      capture_output=True,
-      text=True,
-      check=False,
-      cwd=_ROOT,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
-  )
+  return testing.run_python(['export_saved_model.py', *args])
 
 
 class ExportTest(tf.test.TestCase, parameterized.TestCase):

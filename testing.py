@@ -10,6 +10,8 @@ from fractions import Fraction
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from typing import Iterable, Iterator, Optional, Sequence
 from unittest import mock
@@ -71,6 +73,24 @@ def shifted_frames(
     gray = big[top : top + height, left : left + width]
     frames.append(np.repeat(gray[..., np.newaxis], 3, axis=-1))
   return np.stack(frames)
+
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+
+def run_python(args: Sequence[str]) -> subprocess.CompletedProcess:
+  """`python *args` in a fresh process in the repository root, quietly.
+
+  Entry points run this way, never imported: their flags would clash.
+  """
+  return subprocess.run(
+      [sys.executable, *args],
+      capture_output=True,
+      text=True,
+      check=False,
+      cwd=ROOT,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
+  )
 
 
 class TempDirMixin:
