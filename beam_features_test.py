@@ -45,17 +45,6 @@ def _env() -> dict:
   }
 
 
-def _outputs(out: str) -> dict:
-  """Relative path -> bytes of every output file."""
-  files = {}
-  for folder, _, names in os.walk(out):
-    for name in names:
-      path = os.path.join(folder, name)
-      with open(path, 'rb') as f:
-        files[os.path.relpath(path, out)] = f.read()
-  return files
-
-
 @absltest.skipIf(beam is not None, 'apache-beam is installed here.')
 class WithoutBeamTest(absltest.TestCase):
 
@@ -126,7 +115,7 @@ class PipelineTest(testing.TempDirMixin, tf.test.TestCase):
     return beam_features.counters(pipeline.result), failures
 
   def assert_same_as_reference(self, out: str):
-    got, want = _outputs(out), _outputs(self.reference)
+    got, want = testing.read_tree(out), testing.read_tree(self.reference)
     got.pop(beam_features.FAILURES_FILE, None)
     self.assertEqual(sorted(got), sorted(want))
     self.assertLen(want, 6)  # 3 videos: .npy + .json.
@@ -164,9 +153,9 @@ class PipelineTest(testing.TempDirMixin, tf.test.TestCase):
 
     before = {
         name: os.stat(os.path.join(out, name)).st_mtime_ns
-        for name in _outputs(out)
+        for name in testing.read_tree(out)
     }
-    contents = _outputs(out)
+    contents = testing.read_tree(out)
     counts, failures = self._run(out, 'in_memory')
     self.assertEqual(
         counts,
@@ -177,7 +166,7 @@ class PipelineTest(testing.TempDirMixin, tf.test.TestCase):
             'frames': 0,
         },
     )
-    self.assertEqual(_outputs(out), contents)
+    self.assertEqual(testing.read_tree(out), contents)
     for name, mtime in before.items():
       if name != beam_features.FAILURES_FILE:
         self.assertEqual(os.stat(os.path.join(out, name)).st_mtime_ns, mtime)
@@ -200,7 +189,7 @@ class PipelineTest(testing.TempDirMixin, tf.test.TestCase):
     first = None
     while time.monotonic() < deadline and run.poll() is None:
       done = (
-          [n for n in _outputs(out) if n.endswith('.json')]
+          [n for n in testing.read_tree(out) if n.endswith('.json')]
           if (os.path.isdir(out))
           else []
       )
@@ -211,7 +200,7 @@ class PipelineTest(testing.TempDirMixin, tf.test.TestCase):
     self.assertIsNotNone(first, 'no video finished before the deadline')
     os.killpg(run.pid, signal.SIGKILL)  # The runner and its workers.
     run.communicate()
-    killed = _outputs(out)
+    killed = testing.read_tree(out)
     self.assertLess(
         len([n for n in killed if n.endswith('.json')]), 3, sorted(killed)
     )
@@ -226,7 +215,7 @@ class PipelineTest(testing.TempDirMixin, tf.test.TestCase):
     for name in finished:
       self.assertIn(f'i3d-beam: skipped {name[: -len(".json")]}', stderr)
     self.assert_failures(os.path.join(out, beam_features.FAILURES_FILE))
-    stray = [n for n in _outputs(out) if n.endswith('.tmp')]
+    stray = [n for n in testing.read_tree(out) if n.endswith('.tmp')]
     for name in stray:
       os.remove(os.path.join(out, name))
     self.assert_same_as_reference(out)
