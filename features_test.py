@@ -302,14 +302,7 @@ class ExtractorTest(testing.FakeFlowMixin, _TempDir):
         self.assertEqual(entry['shape'], list(array.shape))
 
   def _outputs(self, out):
-    """Relative path -> bytes of every output file."""
-    files = {}
-    for folder, _, names in os.walk(out):
-      for name in names:
-        path = os.path.join(folder, name)
-        with open(path, 'rb') as f:
-          files[os.path.relpath(path, out)] = f.read()
-    return files
+    return testing.read_tree(out)
 
   def test_resume_after_a_kill_gives_the_uninterrupted_outputs(self):
     videos = features.find_videos(self.videos_dir)

