@@ -64,15 +64,9 @@ def measure(batch: int, frames: int, warmup: int, iters: int) -> Dict:
       .astype(np.float32)
   )
   y = tf.zeros([batch], tf.int32)
-  step_s = float(
-      np.median(
-          timing.time_calls(lambda: trainer.train_step(x, y), warmup, iters)
-      )
-  )
+  step_s = timing.median_time(lambda: trainer.train_step(x, y), warmup, iters)
   forward = tf.function(lambda v: trainer.model(v, is_training=False)[0])
-  forward_s = float(
-      np.median(timing.time_calls(lambda: forward(x).numpy(), warmup, iters))
-  )
+  forward_s = timing.median_time(lambda: forward(x).numpy(), warmup, iters)
   return {
       'batch': batch,
       'frames': frames,

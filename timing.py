@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Callable, List
 
@@ -28,3 +29,8 @@ def time_calls(
     fn()
     times.append(time.perf_counter() - start)
   return times
+
+
+def median_time(fn: Callable[[], object], warmup: int, iters: int) -> float:
+  """The median of `time_calls(fn, warmup, iters)`, in seconds."""
+  return statistics.median(time_calls(fn, warmup, iters))
