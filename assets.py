@@ -382,8 +382,26 @@ class Resolved:
     return tuple(self.checkpoints)
 
 
+# Help of the entry points' --rgb_checkpoint and --flow_checkpoint, which
+# become `resolve`'s `overrides`.
+CHECKPOINT_OVERRIDE_HELP = {
+    'rgb': (
+        'Prefix of an RGB checkpoint in release format to use instead of '
+        'the release one, e.g. <workdir>/export/model.ckpt from train.py '
+        '(give its label map with --label_map where there is one).'
+    ),
+    'flow': (
+        'Prefix of a Flow checkpoint in release format to use instead of '
+        'the release one (see --rgb_checkpoint).'
+    ),
+}
+
+
 def resolve(
-    eval_type: str, imagenet_pretrained: bool, checkpoint_dir: str
+    eval_type: str,
+    imagenet_pretrained: bool,
+    checkpoint_dir: str,
+    overrides: Optional[Mapping[str, str]] = None,
 ) -> Resolved:
   """The checkpoints and label map of an evaluation, one rule for every tool.
 
@@ -391,6 +409,9 @@ def resolve(
     eval_type: One of EVAL_TYPES.
     imagenet_pretrained: See `checkpoint_names`.
     checkpoint_dir: Folder of <name>/model.ckpt checkpoints.
+    overrides: Stream -> a checkpoint prefix to use instead of the release
+      one (e.g. a model exported by train.py); empty values and streams that
+      `eval_type` does not use are ignored.
 
   Returns:
     A Resolved.
@@ -407,13 +428,15 @@ def resolve(
         eval_type,
         ', '.join(names.values()),
     )
+  prefixes = {s: checkpoint_prefix(checkpoint_dir, n) for s, n in names.items()}
+  for stream, prefix in (overrides or {}).items():
+    if prefix and stream in prefixes:
+      names[stream] = prefixes[stream] = prefix
   return Resolved(
       eval_type=eval_type,
       imagenet_pretrained=used,
       checkpoints=names,
-      prefixes={
-          s: checkpoint_prefix(checkpoint_dir, n) for s, n in names.items()
-      },
+      prefixes=prefixes,
       label_map=label_map_for(eval_type),
       num_classes=_EVAL_CLASSES[eval_type],
   )

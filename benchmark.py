@@ -49,6 +49,7 @@ from absl import app
 from absl import flags
 
 import assets
+import timing
 
 STREAMS = assets.STREAM_CHOICES
 # assets imports no TensorFlow, so this parent process, which only launches
@@ -137,17 +138,6 @@ def _peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _time_calls(fn, warmup: int, iters: int) -> List[float]:
-  for _ in range(warmup):
-    fn()
-  times = []
-  for _ in range(iters):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return times
-
-
 # ---- one configuration, in its own process -------------------------------
 
 
@@ -162,7 +152,7 @@ def _run_matmul(config: Dict[str, Any]) -> Dict[str, Any]:
   def call():
     matmul(a, b).numpy()
 
-  times = _time_calls(call, 3, config['iters'])
+  times = timing.time_calls(call, 3, config['iters'])
   best = min(times)
   return {
       'kind': 'matmul',
@@ -232,7 +222,7 @@ def _run_clip(config: Dict[str, Any]) -> Dict[str, Any]:
     def call():
       return sum(p.logits(v) for p, v in zip(predictors, videos))
 
-  times = _time_calls(call, config['warmup'], config['iters'])
+  times = timing.time_calls(call, config['warmup'], config['iters'])
   chunk = predictors[0].chunk_frames if predictors else None
   flops = config['batch'] * sum(
       sum(conv_flops(frames, in_channels=_CHANNELS[p]).values()) for p in parts

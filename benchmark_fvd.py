@@ -27,8 +27,7 @@ runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 import os
 import platform
 import resource
-import timeit
-from typing import Any, Callable, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 from absl import app
 from absl import flags
@@ -38,6 +37,7 @@ import checkpoints
 import fileio
 import fvd
 import inference
+import timing
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -68,12 +68,6 @@ def _peak_rss_mb() -> float:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _median_time(fn: Callable[[], Any], warmup: int, iters: int) -> float:
-  for _ in range(warmup):
-    fn()
-  return float(np.median(timeit.repeat(fn, number=1, repeat=iters)))
-
-
 def main(argv: Sequence[str]) -> int:
   del argv
   inference.configure_threads()
@@ -101,7 +95,7 @@ def main(argv: Sequence[str]) -> int:
   }
   results: List[Dict[str, Any]] = []
   for name, fn in rows.items():
-    seconds = _median_time(fn, _WARMUP.value, _ITERS.value)
+    seconds = timing.median_time(fn, _WARMUP.value, _ITERS.value)
     results.append(
         {'row': name, 'seconds_per_call': seconds, 'clips_per_s': b / seconds}
     )

@@ -307,7 +307,10 @@ def _labels_and_predictors(
   predictors = inference.load_predictors(
       resolved.prefixes, path=inference_path, chunk_frames=chunk_frames
   )
-  labels = report.load_labels(label_map, resolved.num_classes)
+  # The loaded models' class count: an override checkpoint (a model exported
+  # by train.py) has its own, which its label map must match.
+  num_classes = next(iter(predictors.values())).model.num_classes
+  labels = report.load_labels(label_map, num_classes)
   return labels, predictors
 
 
@@ -323,6 +326,7 @@ def classify_video(
     chunk_frames: Optional[int] = None,
     workers: Optional[int] = None,
     progress: bool = False,
+    checkpoint_overrides: Optional[Mapping[str, str]] = None,
 ) -> Classification:
   """Classifies one video clip, streaming long ones in bounded memory.
 
@@ -338,6 +342,7 @@ def classify_video(
     chunk_frames: Frames per streamed chunk; see inference.make_predictor.
     workers: Processes for TV-L1; None = all cores.
     progress: Show a progress bar over the frames of a streamed clip.
+    checkpoint_overrides: Stream -> checkpoint prefix; see assets.resolve.
 
   Returns:
     A Classification.
@@ -348,7 +353,9 @@ def classify_video(
     video.VideoError: the video is missing, empty, corrupt or not a video.
     checkpoints.CheckpointError, report.LabelError: bad model files.
   """
-  resolved = assets.resolve(eval_type, imagenet_pretrained, checkpoint_dir)
+  resolved = assets.resolve(
+      eval_type, imagenet_pretrained, checkpoint_dir, checkpoint_overrides
+  )
   label_map = label_maps[f'kinetics{resolved.num_classes}']
   _raise_if_missing(
       {'label map': label_map, **assets.restore_files(resolved.prefixes)}
@@ -398,6 +405,7 @@ def classify_arrays(
     samples: Mapping[str, str],
     label_maps: Mapping[str, str],
     inference_path: str = inference.DEFAULT_PATH,
+    checkpoint_overrides: Optional[Mapping[str, str]] = None,
 ) -> Classification:
   """Classifies preprocessed inputs, as the release's sample script did.
 
@@ -408,6 +416,7 @@ def classify_arrays(
     samples: Stream -> .npy of float32 [1, T, 224, 224, C] in [-1, 1].
     label_maps: 'kinetics400' and 'kinetics600' -> label map path.
     inference_path: One of inference.PATHS.
+    checkpoint_overrides: Stream -> checkpoint prefix; see assets.resolve.
 
   Returns:
     A Classification of the first clip in the batch.
@@ -416,7 +425,9 @@ def classify_arrays(
     FileNotFoundError: with a message saying what to fetch.
     checkpoints.CheckpointError, InputError, report.LabelError: bad inputs.
   """
-  resolved = assets.resolve(eval_type, imagenet_pretrained, checkpoint_dir)
+  resolved = assets.resolve(
+      eval_type, imagenet_pretrained, checkpoint_dir, checkpoint_overrides
+  )
   label_map = label_maps[f'kinetics{resolved.num_classes}']
   _raise_if_missing(
       {

@@ -79,6 +79,12 @@ _LABEL_MAP_600 = flags.DEFINE_string(
     os.path.join(_DATA, 'label_map_600.txt'),
     'Kinetics-600 class names, one per line (for --eval_type=rgb600).',
 )
+_RGB_CHECKPOINT = flags.DEFINE_string(
+    'rgb_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['rgb']
+)
+_FLOW_CHECKPOINT = flags.DEFINE_string(
+    'flow_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['flow']
+)
 _INFERENCE_PATH = flags.DEFINE_enum(
     'inference_path',
     inference.DEFAULT_PATH,
@@ -107,6 +113,10 @@ def main(argv: Sequence[str]) -> int:
             'kinetics600': _LABEL_MAP_600.value,
         },
         inference_path=_INFERENCE_PATH.value,
+        checkpoint_overrides={
+            'rgb': _RGB_CHECKPOINT.value,
+            'flow': _FLOW_CHECKPOINT.value,
+        },
     )
   except (
       FileNotFoundError,

@@ -108,6 +108,12 @@ _CHECKPOINT_DIR = flags.DEFINE_string(
     os.path.join(_ROOT, 'data', 'checkpoints'),
     'Folder holding the release checkpoints as <name>/model.ckpt.*.',
 )
+_RGB_CHECKPOINT = flags.DEFINE_string(
+    'rgb_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['rgb']
+)
+_FLOW_CHECKPOINT = flags.DEFINE_string(
+    'flow_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['flow']
+)
 _INFERENCE_PATH = flags.DEFINE_enum(
     'inference_path',
     inference.DEFAULT_PATH,
@@ -168,13 +174,16 @@ def main(argv: Sequence[str]) -> int:
     ) from e
 
   prefixes = assets.resolve(
-      _STREAMS.value, _IMAGENET_PRETRAINED.value, _CHECKPOINT_DIR.value
+      _STREAMS.value,
+      _IMAGENET_PRETRAINED.value,
+      _CHECKPOINT_DIR.value,
+      overrides={'rgb': _RGB_CHECKPOINT.value, 'flow': _FLOW_CHECKPOINT.value},
   ).prefixes
   missing = assets.missing_message(assets.restore_files(prefixes))
   if missing:
     print(
         f'extract_features: error: {missing}\nPass another folder with '
-        '--checkpoint_dir.',
+        '--checkpoint_dir, --rgb_checkpoint or --flow_checkpoint.',
         file=sys.stderr,
     )
     return 1

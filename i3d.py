@@ -442,6 +442,7 @@ class InceptionI3d(snt.Module):
       inputs: tf.Tensor,
       is_training: bool,
       dropout_keep_prob: Union[float, tf.Tensor] = 1.0,
+      dropout_seed: Optional[tf.Tensor] = None,
   ):
     """Runs the network on `inputs` up to `final_endpoint`.
 
@@ -451,6 +452,8 @@ class InceptionI3d(snt.Module):
         moving averages (True) or uses the moving averages (False).
       dropout_keep_prob: Keep probability of the dropout before the logits.
         As in the release it applies whenever it is below 1.
+      dropout_seed: An int32 [2] seed for a stateless dropout mask, so that a
+        resumed training run draws the same masks; stateful when None.
 
     Returns:
       (output at final_endpoint, dict of every endpoint computed).
@@ -481,7 +484,7 @@ class InceptionI3d(snt.Module):
         strides=[1, 1, 1, 1, 1],
         padding='VALID',
     )
-    net = self.logits_head(net, is_training, dropout_keep_prob)
+    net = self.logits_head(net, is_training, dropout_keep_prob, dropout_seed)
     end_points['Logits'] = net
     if self.final_endpoint == 'Logits':
       return net, end_points
@@ -494,6 +497,7 @@ class InceptionI3d(snt.Module):
       pooled: tf.Tensor,
       is_training: bool,
       dropout_keep_prob: Union[float, tf.Tensor] = 1.0,
+      dropout_seed: Optional[tf.Tensor] = None,
   ) -> tf.Tensor:
     """Dropout, 1x1x1 conv, squeeze and time average of pooled features.
 
@@ -501,6 +505,7 @@ class InceptionI3d(snt.Module):
       pooled: [B, T', H', W', 1024], the [2,7,7]-pooled Mixed_5c map.
       is_training: passed to the conv unit (it has no BatchNorm).
       dropout_keep_prob: keep probability of the dropout.
+      dropout_seed: an int32 [2] seed for a stateless mask, or None.
 
     Returns:
       [B, num_classes] logits averaged over T' ([B, H', W', classes] when
@@ -510,7 +515,13 @@ class InceptionI3d(snt.Module):
     if not (
         isinstance(dropout_keep_prob, (int, float)) and dropout_keep_prob == 1.0
     ):
-      net = tf.nn.dropout(net, rate=1.0 - dropout_keep_prob)
+      rate = 1.0 - dropout_keep_prob
+      if dropout_seed is None:
+        net = tf.nn.dropout(net, rate=rate)
+      else:
+        net = tf.nn.experimental.stateless_dropout(
+            net, rate=rate, seed=dropout_seed
+        )
     logits = self.logits_unit(net, is_training=is_training)
     if self.spatial_squeeze:
       logits = tf.squeeze(logits, [2, 3], name='SpatialSqueeze')
