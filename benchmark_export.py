@@ -49,6 +49,7 @@ from absl import flags
 import assets
 import benchmark
 import fileio
+import timing
 
 _GOAL = 1.5
 # benchmark.py's flags, which importing it defines, mean the same here:
@@ -129,7 +130,7 @@ def _run_runtime(config: Dict[str, Any]) -> Dict[str, Any]:
   clips = _clip(config)
   rss_built = benchmark._peak_rss_mb()  # pylint: disable=protected-access
   logits = runner(**clips)['logits']
-  times = benchmark._time_calls(  # pylint: disable=protected-access
+  times = timing.time_calls(
       lambda: runner(**clips), config['warmup'], config['iters']
   )
   want = np.load(os.path.join(config['dir'], 'logits.npy'))
