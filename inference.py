@@ -661,6 +661,7 @@ def load_predictors(
     final_endpoint: str = 'Logits',
     path: str = DEFAULT_PATH,
     chunk_frames: Optional[int] = None,
+    num_classes: Optional[int] = None,
 ) -> Dict[str, Predictor]:
   """Restores each stream's checkpoint into a model and wraps it.
 
@@ -669,6 +670,8 @@ def load_predictors(
     final_endpoint: the last endpoint the models compute.
     path: one of PATHS.
     chunk_frames: see make_predictor.
+    num_classes: the classes every checkpoint must have (400 for the
+      Kinetics-400 slots, 600 for rgb_scratch_kin600), or None for any.
 
   Returns:
     stream -> Predictor.
@@ -686,6 +689,13 @@ def load_predictors(
           f'Checkpoint {prefix!r} takes {model.in_channels} input channels, '
           f'but the {stream} stream has {checkpoints.STREAM_CHANNELS[stream]}: use an RGB '
           'checkpoint for rgb and a flow checkpoint for flow.'
+      )
+    if num_classes is not None and model.num_classes != num_classes:
+      raise checkpoints.CheckpointError(
+          f'Checkpoint {prefix!r} has {model.num_classes} classes, but '
+          f'{num_classes} are expected here (Kinetics-{num_classes}); put the '
+          f'Kinetics-{num_classes} checkpoint at that path (the release\'s '
+          'rgb_scratch_kin600 is the only 600-class one)'
       )
     predictors[stream] = make_predictor(
         model, path=path, chunk_frames=chunk_frames
