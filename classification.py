@@ -319,7 +319,8 @@ def clip_logits(
     start: Clip start in seconds, or None.
     end: Clip end in seconds, or None.
     workers: Processes for TV-L1; None = all cores.
-    progress: Show a tqdm bar on stderr over the frames of a streamed clip.
+    progress: Show a tqdm bar on stderr: over the frames prepared (decoded,
+      TV-L1) for the first chunk, then over those the network has taken.
 
   Returns:
     A ClipLogits.
@@ -332,8 +333,24 @@ def clip_logits(
   chunk = min(predictors[s].chunk_frames for s in streams)
   clip = recipe.Clip(path, streams, start=start, end=end, workers=workers)
   frames = recipe.prefetch(clip, PREFETCH_FRAMES)
+  # One bar: first over the frames prepared for the first chunk (decoding
+  # and, for flow, TV-L1, the slow part of a short clip), then, for a clip
+  # longer than one chunk, over the frames as the network takes them.
+  bar = tqdm.tqdm(
+      unit='frame',
+      desc=f'{"+".join(streams)} {os.path.basename(path)}',
+      dynamic_ncols=True,
+      disable=not progress,
+      leave=False,
+  )
+
+  def counted(items: Iterable[Any]) -> Iterator[Any]:
+    for item in items:
+      bar.update(1)
+      yield item
+
   try:
-    head = list(itertools.islice(frames, chunk + 1))
+    head = list(itertools.islice(counted(frames), chunk + 1))
     if len(head) <= chunk:
       logits = {}
       for stream in streams:
@@ -346,17 +363,12 @@ def clip_logits(
     head = collections.deque(head)  # Let go of each frame once it is used.
     first = (head.popleft() for _ in range(len(head)))
     pending = itertools.chain(first, frames)
-    if progress:
-      pending = tqdm.tqdm(
-          pending,
-          total=num_frames,
-          unit='frame',
-          desc=f'{"+".join(streams)} {os.path.basename(path)}',
-          dynamic_ncols=True,
-      )
+    bar.reset(total=num_frames)
 
     def consumer(stream: str):
       def consume(stream_frames: Iterable[np.ndarray]) -> np.ndarray:
+        if stream == streams[0]:
+          stream_frames = counted(stream_frames)
         return predictors[stream].logits_stream(
             _pieces(stream_frames, _STREAM_PIECE), num_frames=num_frames
         )
@@ -375,6 +387,7 @@ def clip_logits(
       ) from e
     return ClipLogits(logits, num_frames, num_frames, False, True)
   finally:
+    bar.close()
     frames.close()
 
 

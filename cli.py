@@ -4,8 +4,9 @@ Each command prints bad input as one line, `<command>: error: <what was
 wrong>; <what to do>`, with no traceback and a non-zero exit code:
 
   * a bad flag or a usage error (`app.UsageError`): the message and a
-    one-line hint to `--helpshort`, exit code 2 (absl would print the whole
-    `--help` first);
+    one-line hint to `--helpshort`, exit code 2 for a bad flag and the
+    error's `exitcode` otherwise (absl would print the whole `--help`
+    first);
   * `Failure(message)` raised from `main`: the message, exit code 1;
   * Ctrl-C (SIGINT): `<command>: interrupted; rerun to resume`, exit code 130
     (the outputs are written atomically, so nothing partial is left).
@@ -50,16 +51,17 @@ def error(message: object, command: Optional[str] = None) -> None:
   print(f'{command or command_name()}: error: {message}', file=sys.stderr)
 
 
-def _usage_exit(message: object) -> None:
+def _usage_exit(message: object, exitcode: int = USAGE_EXIT) -> None:
   command = command_name()
   text = ' '.join(str(message).split())
   error(
       f'{text}; run `python {command}.py --helpshort` for the flags', command
   )
-  sys.exit(USAGE_EXIT)
+  sys.exit(exitcode)
 
 
-def _parse_flags(argv: List[str]) -> List[str]:
+def parse_flags(argv: List[str]) -> List[str]:
+  """absl's flags_parser: a bad flag is one error line and exit code 2."""
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
@@ -67,27 +69,37 @@ def _parse_flags(argv: List[str]) -> List[str]:
     raise  # Not reached.
 
 
-def run(main: Callable[[Sequence[str]], Optional[int]]) -> None:
-  """app.run(main) with one-line usage errors, failures and interrupts."""
+def wrap(
+    main: Callable[[Sequence[str]], Optional[int]],
+) -> Callable[[Sequence[str]], Optional[int]]:
+  """`main` with usage errors, Failures and Ctrl-C turned into one line."""
 
   def wrapped(argv: Sequence[str]) -> Optional[int]:
     try:
       return main(argv)
     except app.UsageError as e:
-      _usage_exit(e)
+      _usage_exit(e, e.exitcode)
     except Failure as e:
       error(e)
       sys.exit(1)
     except KeyboardInterrupt:
-      print(f'{command_name()}: interrupted; rerun to resume', file=sys.stderr)
-      sys.exit(INTERRUPT_EXIT)
+      _interrupted()
     return None
 
+  return wrapped
+
+
+def _interrupted() -> None:
+  print(f'{command_name()}: interrupted; rerun to resume', file=sys.stderr)
+  sys.exit(INTERRUPT_EXIT)
+
+
+def run(main: Callable[[Sequence[str]], Optional[int]]) -> None:
+  """app.run(main) with one-line usage errors, failures and interrupts."""
   try:
-    app.run(wrapped, flags_parser=_parse_flags)
+    app.run(wrap(main), flags_parser=parse_flags)
   except KeyboardInterrupt:  # During start-up or absl's own handling.
-    print(f'{command_name()}: interrupted; rerun to resume', file=sys.stderr)
-    sys.exit(INTERRUPT_EXIT)
+    _interrupted()
 
 
 def synthetic_marker(*paths: Optional[str]) -> Optional[str]:

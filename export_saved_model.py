@@ -26,9 +26,10 @@ from typing import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 
 import checkpoints
+import cli
+import fileio
 import inference
 import serving
 
@@ -101,6 +102,10 @@ def main(argv: Sequence[str]) -> int:
         file=sys.stderr,
     )
     return 1
+  try:
+    fileio.check_writable(_OUTPUT_DIR.value, folder=True)
+  except fileio.OutputError as e:
+    raise cli.Failure(f'{e}; pass another --output_dir') from None
   inference.configure_threads()
   try:
     models = _models(_STREAMS.value)
@@ -108,7 +113,6 @@ def main(argv: Sequence[str]) -> int:
         models, _OUTPUT_DIR.value, _WITH_FEATURES.value, _OVERWRITE.value
     )
   except (checkpoints.CheckpointError, FileExistsError, ValueError) as e:
-    logging.error('%s', e)
     print(f'export_saved_model: error: {e}', file=sys.stderr)
     return 1
   print(f'Exported the {_STREAMS.value} model to {path}')
@@ -116,4 +120,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

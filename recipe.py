@@ -48,13 +48,17 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import math
 import multiprocessing
 import numbers
 import os
 import queue
+import signal
+import sys
 import threading
+import types
 from typing import (
     Any,
     Dict,
@@ -286,6 +290,31 @@ _tvl1 = None
 def _init_flow_worker() -> None:
   # One OpenCV thread per worker: the parallelism is across processes.
   cv2.setNumThreads(1)
+  # Ctrl-C reaches the whole process group: the parent reports it once and
+  # stops the workers; a worker's own traceback would only add noise.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_modules() -> List[str]:
+  """The modules a worker process has loaded (for the tests)."""
+  return sorted(sys.modules)
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+  """Starts worker processes without re-importing the running script.
+
+  forkserver and spawn children import the parent's `__main__` (a command's
+  script, which imports TensorFlow, whose start-up lines would land in the
+  progress bar, and which costs seconds and memory per worker). The tasks
+  need only this module, so the script is hidden while the workers start.
+  """
+  main = sys.modules.get('__main__')
+  sys.modules['__main__'] = types.ModuleType('__main__')
+  try:
+    yield
+  finally:
+    sys.modules['__main__'] = main
 
 
 def _flow_chunk(gray: np.ndarray) -> np.ndarray:
@@ -335,9 +364,20 @@ def _executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
   context = multiprocessing.get_context(
       'forkserver' if 'forkserver' in methods else 'spawn'
   )
-  return concurrent.futures.ProcessPoolExecutor(
+  executor = concurrent.futures.ProcessPoolExecutor(
       workers, mp_context=context, initializer=_init_flow_worker
   )
+  with _main_module_hidden():
+    # The first task starts every worker (and the forkserver, once).
+    executor.submit(os.getpid).result()
+  return executor
+
+
+def _stop(executor: concurrent.futures.ProcessPoolExecutor) -> None:
+  """Ends the workers now (on an error or Ctrl-C), not after their chunk."""
+  for process in list(getattr(executor, '_processes', {}).values()):
+    process.terminate()
+  executor.shutdown(wait=True, cancel_futures=True)
 
 
 def iter_flow(
@@ -425,7 +465,10 @@ def _iter_flow(
     finished = True
   finally:
     if executor is not None:
-      executor.shutdown(wait=True, cancel_futures=not finished)
+      if finished:
+        executor.shutdown(wait=True)
+      else:
+        _stop(executor)
 
 
 def compute_flow(
