@@ -23,6 +23,7 @@ Usage, in a verb-named script:
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from typing import Callable, List, Optional, Sequence
@@ -90,6 +91,10 @@ def wrap(
 
 
 def _interrupted() -> None:
+  # Worker processes (TV-L1) would finish their current task before the
+  # interpreter could exit; their results are not wanted any more.
+  for child in multiprocessing.active_children():
+    child.terminate()
   print(f'{command_name()}: interrupted; rerun to resume', file=sys.stderr)
   sys.exit(INTERRUPT_EXIT)
 

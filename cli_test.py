@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -443,8 +445,9 @@ class InterruptTest(testing.TempDirMixin, absltest.TestCase):
             f'--output_dir={out}',
             f'--checkpoint_dir={data}/checkpoints',
             '--streams=flow',
-            '--endpoint=Mixed_3c',
+            '--endpoint=Conv3d_1a_7x7',
             '--window=16',
+            '--batch_size=1',
             '--flow_workers=2',
         ],
         'videos',
@@ -453,19 +456,82 @@ class InterruptTest(testing.TempDirMixin, absltest.TestCase):
     self.assertFalse(os.path.exists(out) and os.listdir(out))
 
 
+class ReadmeCommandsTest(testing.TempDirMixin, absltest.TestCase):
+  """The README's commands, typed as it writes them, in its environment."""
+
+  def test_documented_commands_run_in_the_activated_environment(self):
+    with open(os.path.join(_ROOT, 'README.md')) as f:
+      readme = f.read()
+    scripts = sorted(set(re.findall(r'^python (\w+\.py)', readme, re.M)))
+    for script in ('evaluate_sample.py', 'fetch_assets.py',
+                   'preprocess_video.py', 'classify_video.py',
+                   'extract_features.py', 'export_saved_model.py'):
+      self.assertIn(script, scripts)
+    self.assertIn('source .venv/bin/activate', readme)
+    self.assertIn('bash multi_evaluate.sh', readme)
+    data = self.path('synthetic')
+    # --help of every documented script, side by side; then the offline
+    # start, as the README writes it (smaller); then multi_evaluate.sh
+    # without activation, which must still find the environment's Python.
+    helps = ' '.join(
+        f'(python {s} --helpshort > {self.path(s)}.help 2>&1; '
+        f'echo $? >> {self.path(s)}.help) &'
+        for s in scripts
+        if s not in ('fetch_assets.py', 'evaluate_sample.py')
+    )
+    script = (
+        'set -e\n'
+        'source .venv/bin/activate\n'
+        f'{helps} \n'
+        f'python fetch_assets.py --synthetic --synthetic_dir={data} '
+        '--checkpoints=rgb_imagenet --samples=rgb --synthetic_frames=9\n'
+        f'python evaluate_sample.py --data_dir={data} --eval_type=rgb\n'
+        'wait\n'
+        'deactivate\n'
+        f'OUT_DIR={self.path("out")} bash multi_evaluate.sh --nosuchflag '
+        f'> {self.path("multi")} 2>&1 || true\n'
+    )
+    env = {k: v for k, v in _ENV.items() if k not in ('PYTHONPATH',)}
+    done = subprocess.run(
+        ['bash', '-c', script],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=_ROOT,
+        env=env,
+    )
+    self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+    self.assertIn('RANDOM WEIGHTS', done.stderr)
+    self.assertIn('Norm of logits:', done.stdout)
+    for s in scripts:
+      if s in ('fetch_assets.py', 'evaluate_sample.py'):
+        continue
+      with open(f'{self.path(s)}.help') as f:
+        text = f.read()
+      self.assertNotIn('ModuleNotFoundError', text, s)
+      self.assertNotIn('Traceback', text, s)
+      self.assertIn('flags:', text, s)
+    with open(self.path('multi')) as f:
+      multi = f.read()
+    self.assertNotIn('ModuleNotFoundError', multi)
+    self.assertIn("Unknown command line flag 'nosuchflag'", multi)
+
+
 class WorkerTest(absltest.TestCase):
 
   def test_tvl1_workers_do_not_import_tensorflow(self):
-    # A script that imports TensorFlow, as every command does, starts the
-    # TV-L1 workers; they must not import the script (and so TensorFlow).
+    # Every command's script imports TensorFlow; forkserver and spawn workers
+    # would import the script again. A script importing `synthetic_videos`
+    # (cheap, and imported by neither recipe nor its imports) stands in for
+    # it: neither it nor TensorFlow may appear in a worker.
     script = (
-        'import tensorflow, recipe\n'
+        'import synthetic_videos, recipe\n'
         "if __name__ == '__main__':\n"
         '  pool = recipe._executor(1)\n'
         '  print(sorted(pool.submit(recipe._worker_modules).result()))\n'
         '  pool.shutdown()\n'
     )
-    path = os.path.join(self.create_tempdir().full_path, 'script.py')
+    path = os.path.join(tempfile.mkdtemp(), 'script.py')
     with open(path, 'w') as f:
       f.write(script)
     done = subprocess.run(
@@ -477,6 +543,8 @@ class WorkerTest(absltest.TestCase):
     )
     modules = eval(done.stdout)  # pylint: disable=eval-used
     self.assertIn('recipe', modules)
+    self.assertNotIn('synthetic_videos', modules)
+    self.assertNotIn('__mp_main__', modules)
     self.assertNotIn('tensorflow', modules)
 
 
@@ -488,7 +556,8 @@ class FolderScanTest(testing.TempDirMixin, absltest.TestCase):
     testing.write_video(os.path.join(folder, 'a.mkv'), frames)
     # An .mp4 named .mpg and one with an unknown extension: probed.
     testing.write_video(os.path.join(folder, 'b.mpg'), frames, fmt='mp4')
-    testing.write_video(os.path.join(folder, 'c.clip'), frames, fmt='mp4')
+    testing.write_video(os.path.join(folder, 'c.mp4'), frames, fmt='mp4')
+    os.rename(os.path.join(folder, 'c.mp4'), os.path.join(folder, 'c.clip'))
     for name, data in (('notes.txt', b'hi'), ('d.bin', b'\0' * 100)):
       with open(os.path.join(folder, name), 'wb') as f:
         f.write(data)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import runtime  # pylint: disable=g-bad-import-order
 
 runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+runtime.import_tensorflow_quietly()  # Without its C++ start-up lines.
 
 import os
 import sys

@@ -821,6 +821,7 @@ def prefetch(items: Iterable[T], max_items: int) -> Iterator[T]:
         target=produce, name='recipe-prefetch', daemon=True
     )
     thread.start()
+    interrupted = False
     try:
       while True:
         ok, item = slots.get()
@@ -829,9 +830,15 @@ def prefetch(items: Iterable[T], max_items: int) -> Iterator[T]:
         if item is _END:
           return
         yield item
+    except KeyboardInterrupt:
+      # Ctrl-C must not wait for the item in the making (a TV-L1 chunk can
+      # take many seconds); the thread is a daemon and stops on its own.
+      interrupted = True
+      raise
     finally:
       stop.set()
-      thread.join()
+      if not interrupted:
+        thread.join()
 
   return consume()
 
