@@ -43,8 +43,14 @@ def _texture(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
   out = np.zeros((height, width), np.float32)
   for scale in (4, 16, 64):
     noise = rng.random((height // scale + 2, width // scale + 2))
-    out += cv2.resize(noise.astype(np.float32), (width + scale, height + scale),
-                      interpolation=cv2.INTER_CUBIC)[:height, :width] * scale
+    out += (
+        cv2.resize(
+            noise.astype(np.float32),
+            (width + scale, height + scale),
+            interpolation=cv2.INTER_CUBIC,
+        )[:height, :width]
+        * scale
+    )
   out -= out.min()
   return (255 * out / out.max()).astype(np.uint8)
 
@@ -55,8 +61,12 @@ def scene(num_frames: int, height: int, width: int, speed: float):
   margin = int(speed * num_frames) + 64
   background = _texture(height + 128, width + 2 * margin, rng)
   blobs = [
-      (_texture(80, 60, rng), rng.uniform(0, width), rng.uniform(0, height - 80),
-       rng.uniform(-2, 2) * speed)
+      (
+          _texture(80, 60, rng),
+          rng.uniform(0, width),
+          rng.uniform(0, height - 80),
+          rng.uniform(-2, 2) * speed,
+      )
       for _ in range(4)
   ]
   ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -69,7 +79,7 @@ def scene(num_frames: int, height: int, width: int, speed: float):
     for patch, x0, y0, v in blobs:
       x = int(x0 + v * t) % (width - patch.shape[1])
       y = int(y0)
-      frame[y:y + patch.shape[0], x:x + patch.shape[1]] = patch
+      frame[y : y + patch.shape[0], x : x + patch.shape[1]] = patch
     frames.append(cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB))
   return frames
 
@@ -78,14 +88,22 @@ def main(argv: Sequence[str]) -> None:
   del argv
   cv2.setNumThreads(1)
   width, height = _WIDTH.value, _HEIGHT.value
-  size = (round(width * 256 / height), 256) if width > height else (
-      256, round(height * 256 / width))
+  size = (
+      (round(width * 256 / height), 256)
+      if width > height
+      else (256, round(height * 256 / width))
+  )
   load_before = os.getloadavg()
   rows = []
   for speed in map(float, _MOTIONS.value):
     frames = scene(_PAIRS.value + 1, height, width, speed)
-    gray = [cv2.cvtColor(cv2.resize(f, size, interpolation=cv2.INTER_LINEAR),
-                         cv2.COLOR_RGB2GRAY) for f in frames]
+    gray = [
+        cv2.cvtColor(
+            cv2.resize(f, size, interpolation=cv2.INTER_LINEAR),
+            cv2.COLOR_RGB2GRAY,
+        )
+        for f in frames
+    ]
     tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
     times, magnitudes = [], []
     for a, b in zip(gray, gray[1:]):
@@ -93,33 +111,50 @@ def main(argv: Sequence[str]) -> None:
       flow = tvl1.calc(a, b, None)
       times.append(time.perf_counter() - start)
       magnitudes.append(float(np.median(np.hypot(flow[..., 0], flow[..., 1]))))
-    rows.append({
-        'pan_px_per_frame_source': speed,
-        'median_flow_px_256': statistics.median(magnitudes),
-        'seconds_per_pair_median': statistics.median(times),
-        'seconds_per_pair_min': min(times),
-        'seconds_per_pair_max': max(times),
-        'pairs': len(times),
-    })
+    rows.append(
+        {
+            'pan_px_per_frame_source': speed,
+            'median_flow_px_256': statistics.median(magnitudes),
+            'seconds_per_pair_median': statistics.median(times),
+            'seconds_per_pair_min': min(times),
+            'seconds_per_pair_max': max(times),
+            'pairs': len(times),
+        }
+    )
   load_after = os.getloadavg()
-  print(f'TV-L1 (OpenCV DualTVL1 defaults, 1 thread), {width}x{height} '
-        f'resized to {size[0]}x{size[1]}; load average before '
-        f'{load_before[0]:.2f}, after {load_after[0]:.2f}')
-  print('| pan px/frame (source) | median flow px (256) | s/pair median | min '
-        '| max |')
+  print(
+      f'TV-L1 (OpenCV DualTVL1 defaults, 1 thread), {width}x{height} '
+      f'resized to {size[0]}x{size[1]}; load average before '
+      f'{load_before[0]:.2f}, after {load_after[0]:.2f}'
+  )
+  print(
+      '| pan px/frame (source) | median flow px (256) | s/pair median | min '
+      '| max |'
+  )
   print('|---|---|---|---|---|')
   for r in rows:
-    print(f'| {r["pan_px_per_frame_source"]:g} | '
-          f'{r["median_flow_px_256"]:.1f} | '
-          f'{r["seconds_per_pair_median"]:.2f} | '
-          f'{r["seconds_per_pair_min"]:.2f} | '
-          f'{r["seconds_per_pair_max"]:.2f} |')
+    print(
+        f'| {r["pan_px_per_frame_source"]:g} | '
+        f'{r["median_flow_px_256"]:.1f} | '
+        f'{r["seconds_per_pair_median"]:.2f} | '
+        f'{r["seconds_per_pair_min"]:.2f} | '
+        f'{r["seconds_per_pair_max"]:.2f} |'
+    )
   if _JSON_OUT.value:
     with open(_JSON_OUT.value, 'w') as f:
-      json.dump({'cpu': platform.processor() or platform.machine(),
-                 'source': [width, height], 'resized': list(size),
-                 'load_before': load_before, 'load_after': load_after,
-                 'opencv': cv2.__version__, 'rows': rows}, f, indent=2)
+      json.dump(
+          {
+              'cpu': platform.processor() or platform.machine(),
+              'source': [width, height],
+              'resized': list(size),
+              'load_before': load_before,
+              'load_after': load_after,
+              'opencv': cv2.__version__,
+              'rows': rows,
+          },
+          f,
+          indent=2,
+      )
 
 
 if __name__ == '__main__':

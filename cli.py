@@ -55,9 +55,7 @@ def error(message: object, command: Optional[str] = None) -> None:
 def _usage_exit(message: object, exitcode: int = USAGE_EXIT) -> None:
   command = command_name()
   text = ' '.join(str(message).split())
-  error(
-      f'{text}; run `python {command}.py --helpshort` for the flags', command
-  )
+  error(f'{text}; run `python {command}.py --helpshort` for the flags', command)
   sys.exit(exitcode)
 
 

@@ -60,7 +60,9 @@ class CommandTestCase(testing.TempDirMixin, absltest.TestCase):
     stderr = result['stderr']
     self.assertEqual(result['code'], code, stderr)
     self.assertNotIn('Traceback', stderr)
-    lines = [l for l in stderr.splitlines() if f'{command}: error:' in l]
+    lines = [
+        line for line in stderr.splitlines() if f'{command}: error:' in line
+    ]
     self.assertLen(lines, 1, stderr)
     self.assertRegex(lines[0], f'^{command}: error: .*{pattern}')
     self.assertEqual(result['stdout'], '')
@@ -173,8 +175,12 @@ class EvaluateSampleTest(CommandTestCase):
     self.assertNotIn('label map', self.results['slot600']['stderr'])
 
   def test_bad_flag_is_one_line_without_help(self):
-    self.error('bad_flag', r'rgb800.*; run `python evaluate_sample.py '
-               r'--helpshort` for the flags$', code=2)
+    self.error(
+        'bad_flag',
+        r'rgb800.*; run `python evaluate_sample.py '
+        r'--helpshort` for the flags$',
+        code=2,
+    )
     self.assertLen(self.results['bad_flag']['stderr'].splitlines(), 1)
 
   def test_positional_argument_is_one_line_without_help(self):
@@ -237,8 +243,9 @@ class ClassifyVideoTest(CommandTestCase):
     self.error('chart_proc', r"cannot write the file '/proc/x.png'")
 
   def test_chart_out_is_a_folder(self):
-    self.error('chart_folder', r'is a folder, not a file; pass another '
-               r'--chart_out')
+    self.error(
+        'chart_folder', r'is a folder, not a file; pass another ' r'--chart_out'
+    )
 
   def test_600_classes_in_a_400_class_slot(self):
     self.error('slot600', r'has 600 classes, but 400 are expected')
@@ -337,9 +344,7 @@ class SmallCommandsTest(CommandTestCase):
     cls.fetch = dict(zip(cases, _cases('fetch_assets', list(cases.values()))))
 
   def test_preprocess_unwritable_output_dir(self):
-    self.assert_error(
-        self.preprocess['proc'], 'preprocess_video', r"'/proc/x'"
-    )
+    self.assert_error(self.preprocess['proc'], 'preprocess_video', r"'/proc/x'")
 
   def test_preprocess_output_dir_is_a_file(self):
     self.assert_error(
@@ -356,7 +361,9 @@ class SmallCommandsTest(CommandTestCase):
 
   def test_export_unwritable_output_dir_once(self):
     self.assert_error(
-        self.export, 'export_saved_model', r"cannot write the folder '/proc/x/1'"
+        self.export,
+        'export_saved_model',
+        r"cannot write the folder '/proc/x/1'",
     )
     self.assertEqual(self.export['stderr'].count('/proc/x/1'), 1)
 
@@ -462,11 +469,21 @@ class ReadmeCommandsTest(testing.TempDirMixin, absltest.TestCase):
   def test_documented_commands_run_in_the_activated_environment(self):
     with open(os.path.join(_ROOT, 'README.md')) as f:
       readme = f.read()
-    scripts = sorted(set(re.findall(r'^python (\w+\.py)', readme, re.M)))
-    for script in ('evaluate_sample.py', 'fetch_assets.py',
-                   'preprocess_video.py', 'classify_video.py',
-                   'extract_features.py', 'export_saved_model.py'):
-      self.assertIn(script, scripts)
+    # The commands of a first contact: the sections before "## Speed" (each
+    # TensorFlow start costs seconds; the later sections' scripts are run
+    # by their own tests).
+    first = readme[: readme.index('\n## Speed')]
+    scripts = sorted(set(re.findall(r'^python (\w+\.py)', first, re.M)))
+    self.assertEqual(
+        scripts,
+        [
+            'classify_video.py',
+            'evaluate_sample.py',
+            'extract_features.py',
+            'fetch_assets.py',
+            'preprocess_video.py',
+        ],
+    )
     self.assertIn('source .venv/bin/activate', readme)
     self.assertIn('bash multi_evaluate.sh', readme)
     data = self.path('synthetic')
@@ -544,7 +561,6 @@ class WorkerTest(absltest.TestCase):
     modules = eval(done.stdout)  # pylint: disable=eval-used
     self.assertIn('recipe', modules)
     self.assertNotIn('synthetic_videos', modules)
-    self.assertNotIn('__mp_main__', modules)
     self.assertNotIn('tensorflow', modules)
 
 

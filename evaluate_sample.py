@@ -33,8 +33,8 @@ from absl import flags
 
 import assets
 import checkpoints
-import cli
 import classification
+import cli
 import inference
 import report
 

@@ -129,6 +129,7 @@ _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the videos on stderr.'
 )
 
+
 def _usage(message: str) -> app.UsageError:
   return app.UsageError(message, exitcode=cli.USAGE_EXIT)
 

@@ -88,7 +88,7 @@ _SOURCE = flags.DEFINE_enum(
 _SYNTHETIC = flags.DEFINE_boolean(
     'synthetic',
     False,
-    'Download nothing: write RANDOM stand-ins with the release\'s shapes and '
+    "Download nothing: write RANDOM stand-ins with the release's shapes and "
     'names (the --checkpoints, both label maps, the --samples) into '
     '--synthetic_dir, marked by a NOT_THE_RELEASE.txt file, to try every '
     'command offline. The results are meaningless.',
@@ -102,7 +102,7 @@ _SYNTHETIC_DIR = flags.DEFINE_string(
 _SYNTHETIC_FRAMES = flags.DEFINE_integer(
     'synthetic_frames',
     assets.SYNTHETIC_FRAMES,
-    'Frames of the --synthetic sample inputs (the release\'s have 79).',
+    "Frames of the --synthetic sample inputs (the release's have 79).",
     lower_bound=9,
 )
 _PROGRESS = flags.DEFINE_boolean(

@@ -694,7 +694,7 @@ def load_predictors(
       raise checkpoints.CheckpointError(
           f'Checkpoint {prefix!r} has {model.num_classes} classes, but '
           f'{num_classes} are expected here (Kinetics-{num_classes}); put the '
-          f'Kinetics-{num_classes} checkpoint at that path (the release\'s '
+          f"Kinetics-{num_classes} checkpoint at that path (the release's "
           'rgb_scratch_kin600 is the only 600-class one)'
       )
     predictors[stream] = make_predictor(

@@ -123,7 +123,9 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
       module.serve(tf.zeros([1, 8, 224, 224, 3]))
 
   def test_serving_rejects_joint_of_different_lengths(self):
-    module = serving.ServingModule({'rgb': _model('rgb'), 'flow': _model('flow')})
+    module = serving.ServingModule(
+        {'rgb': _model('rgb'), 'flow': _model('flow')}
+    )
     with self.assertRaisesRegex(
         tf.errors.InvalidArgumentError,
         r'`rgb` and `flow` must have the same number of frames',

@@ -278,7 +278,11 @@ def run_entry_cases() -> None:
         traceback.print_exc()
         code = f'raised {type(e).__name__}'
     results.append(
-        {'args': args, 'code': code, 'stdout': out.getvalue(),
-         'stderr': err.getvalue()}
+        {
+            'args': args,
+            'code': code,
+            'stdout': out.getvalue(),
+            'stderr': err.getvalue(),
+        }
     )
   real_stdout.write(json.dumps(results))
