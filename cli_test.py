@@ -67,6 +67,24 @@ class CommandTestCase(testing.TempDirMixin, absltest.TestCase):
     self.assertRegex(lines[0], f'^{command}: error: .*{pattern}')
     self.assertEqual(result['stdout'], '')
 
+  @classmethod
+  def write_data(cls, names, samples=()) -> None:
+    """cls.data: synthetic `names` and rgb_scratch_kin600 (9-frame samples);
+    cls.slot600: a checkpoint folder whose rgb_imagenet is the 600-class one.
+    """
+    cls.data = cls.path('synthetic')
+    assets.write_synthetic(
+        cls.data,
+        checkpoints=(*names, 'rgb_scratch_kin600'),
+        samples=samples,
+        frames=9,
+    )
+    cls.slot600 = cls.path('slot600')
+    shutil.copytree(
+        os.path.join(cls.data, 'checkpoints', 'rgb_scratch_kin600'),
+        os.path.join(cls.slot600, 'rgb_imagenet'),
+    )
+
   def assert_nothing_written(self, folder: str, before=()):
     self.assertCountEqual(os.listdir(folder), before)
 
@@ -76,18 +94,7 @@ class EvaluateSampleTest(CommandTestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.data = cls.path('synthetic')
-    assets.write_synthetic(
-        cls.data,
-        checkpoints=('rgb_imagenet', 'flow_imagenet', 'rgb_scratch_kin600'),
-        frames=9,
-    )
-    # A Kinetics-600 checkpoint in the rgb_imagenet slot.
-    cls.slot600 = cls.path('slot600')
-    shutil.copytree(
-        os.path.join(cls.data, 'checkpoints', 'rgb_scratch_kin600'),
-        os.path.join(cls.slot600, 'rgb_imagenet'),
-    )
+    cls.write_data(('rgb_imagenet', 'flow_imagenet'), ('rgb', 'flow'))
     rng = np.random.default_rng(0)
     arrays = {
         'five': rng.uniform(-1, 1, [1, 5, 224, 224, 3]).astype(np.float32),
@@ -200,18 +207,7 @@ class ClassifyVideoTest(CommandTestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.data = cls.path('synthetic')
-    assets.write_synthetic(
-        cls.data,
-        checkpoints=('rgb_imagenet', 'rgb_scratch_kin600'),
-        samples=(),
-        frames=9,
-    )
-    cls.slot600 = cls.path('slot600')
-    shutil.copytree(
-        os.path.join(cls.data, 'checkpoints', 'rgb_scratch_kin600'),
-        os.path.join(cls.slot600, 'rgb_imagenet'),
-    )
+    cls.write_data(('rgb_imagenet',))
     cls.video = testing.write_moving_video(cls.path('clip.mp4'), 10)
     cls.out = cls.path('out')
     os.makedirs(cls.out)
@@ -265,15 +261,7 @@ class ExtractFeaturesTest(CommandTestCase):
   @classmethod
   def setUpClass(cls):
     super().setUpClass()
-    cls.data = cls.path('synthetic')
-    assets.write_synthetic(
-        cls.data, checkpoints=('rgb_scratch_kin600',), samples=(), frames=9
-    )
-    cls.slot600 = cls.path('slot600')
-    shutil.copytree(
-        os.path.join(cls.data, 'checkpoints', 'rgb_scratch_kin600'),
-        os.path.join(cls.slot600, 'rgb_imagenet'),
-    )
+    cls.write_data(())
     cls.videos = cls.path('videos')
     testing.write_moving_video(os.path.join(cls.videos, 'a.mp4'), 10)
     cls.a_file = cls.path('a_file')

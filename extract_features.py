@@ -71,8 +71,8 @@ _STREAMS = flags.DEFINE_enum(
     'streams',
     'rgb',
     list(assets.STREAM_CHOICES),
-    'Which streams: rgb, flow (TV-L1 optical flow, about 1 s per frame per '
-    'core) or joint (both, from one decoding pass).',
+    'Which streams: rgb, flow (TV-L1 optical flow, seconds per frame on each '
+    'core, more with large motion) or joint (both, from one decoding pass).',
 )
 _ENDPOINT = flags.DEFINE_enum(
     'endpoint',
