@@ -320,7 +320,7 @@ def clip_logits(
     end: Clip end in seconds, or None.
     workers: Processes for TV-L1; None = all cores.
     progress: Show a tqdm bar on stderr: over the frames prepared (decoded,
-      TV-L1) for the first chunk, then over those the network has taken.
+      TV-L1) for the first chunk, then over those the network has run.
 
   Returns:
     A ClipLogits.
@@ -367,10 +367,10 @@ def clip_logits(
 
     def consumer(stream: str):
       def consume(stream_frames: Iterable[np.ndarray]) -> np.ndarray:
-        if stream == streams[0]:
-          stream_frames = counted(stream_frames)
         return predictors[stream].logits_stream(
-            _pieces(stream_frames, _STREAM_PIECE), num_frames=num_frames
+            _pieces(stream_frames, _STREAM_PIECE),
+            num_frames=num_frames,
+            on_frames=bar.update if stream == streams[0] else None,
         )
 
       return consume
