@@ -14,6 +14,10 @@ load average and writes JSON:
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Like every command (this one never loads TensorFlow).
+
 import json
 import os
 import platform

@@ -14,6 +14,10 @@ Usage (from the repository root):
 
 from __future__ import annotations
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import os
 import sys
 from typing import Sequence
