@@ -61,15 +61,38 @@ def _raise_if_missing(needed: Mapping[str, str]) -> None:
     raise FileNotFoundError(missing)
 
 
-def load_sample(path: str, stream: str) -> np.ndarray:
-  """Loads and checks one stream's preprocessed input, [B, T, 224, 224, C]."""
-  try:
-    sample = np.load(path, allow_pickle=False)
-  except (OSError, ValueError) as e:
-    raise InputError(
-        f'Cannot read the {stream} sample {path!r}: {e}. Run '
-        '`python fetch_assets.py` to fetch it again.'
-    ) from e
+# Values the model takes: RGB is x / 127.5 - 1 and flow is clipped to
+# [-1, 1], so anything beyond this is another scaling (e.g. [0, 255]).
+INPUT_RANGE = (-1.0, 1.0)
+RANGE_SLACK = 0.5
+_NPY_MAGIC = b'\x93NUMPY'
+
+
+def check_input(
+    sample: np.ndarray,
+    stream: str,
+    what: str,
+    allow_out_of_range: bool = False,
+) -> np.ndarray:
+  """Checks one stream's model input, [B, T, 224, 224, C] float32 in [-1, 1].
+
+  The dtype policy is float32 only, as the release's samples, the recipe's
+  outputs and the SavedModel's signature are: float64 and integer arrays are
+  refused with how to convert them, rather than silently cast.
+
+  Args:
+    sample: The array.
+    stream: 'rgb' or 'flow'.
+    what: How errors name the array, e.g. "the rgb sample 'x.npy'".
+    allow_out_of_range: Accept finite values beyond [-1.5, 1.5].
+
+  Returns:
+    `sample`.
+
+  Raises:
+    InputError: a wrong shape, dtype, too few frames, NaN or Inf, or values
+      far outside [-1, 1].
+  """
   channels = assets.STREAM_CHANNELS[stream]
   if (
       sample.ndim != 5
@@ -77,15 +100,72 @@ def load_sample(path: str, stream: str) -> np.ndarray:
       or sample.shape[2:4] != (224, 224)
   ):
     raise InputError(
-        f'The {stream} sample {path!r} must be shaped [batch, frames, 224, '
-        f'224, {channels}]; got {list(sample.shape)}.'
+        f'{what} must be shaped [batch, frames, 224, 224, {channels}]; got '
+        f'{list(sample.shape)}'
     )
-  if not np.issubdtype(sample.dtype, np.floating):
+  if sample.shape[1] < recipe.MIN_FRAMES or not sample.shape[0]:
     raise InputError(
-        f'The {stream} sample {path!r} must be float32 in '
-        f'[-1, 1]; got dtype {sample.dtype}.'
+        f'{what} has {sample.shape[1]} frames (batch {sample.shape[0]}); the '
+        f'model needs at least {recipe.MIN_FRAMES} frames and a batch of 1 or '
+        'more (preprocess_video.py loops short clips to 9 frames)'
     )
-  return sample.astype(np.float32, copy=False)
+  if sample.dtype != np.float32:
+    if np.issubdtype(sample.dtype, np.integer):
+      how = 'scale RGB 0..255 with x / 127.5 - 1 and save float32'
+    else:
+      how = 'convert it with array.astype(np.float32)'
+    raise InputError(
+        f'{what} must be float32 in [-1, 1]; got dtype {sample.dtype}: {how}'
+    )
+  finite = np.isfinite(sample)
+  if not finite.all():
+    raise InputError(
+        f'{what} holds {sample.size - int(finite.sum())} NaN or Inf values; '
+        'the model needs finite float32 values in [-1, 1]'
+    )
+  low, high = float(sample.min()), float(sample.max())
+  lo, hi = INPUT_RANGE
+  if not allow_out_of_range and (
+      low < lo - RANGE_SLACK or high > hi + RANGE_SLACK
+  ):
+    raise InputError(
+        f'{what} holds values in [{low:g}, {high:g}], far outside the '
+        f'[{lo:g}, {hi:g}] the model expects (RGB: x / 127.5 - 1; flow: TV-L1 '
+        'clipped to +-20 pixels and divided by 20); rescale it, or allow it '
+        'explicitly'
+    )
+  return sample
+
+
+def load_sample(
+    path: str, stream: str, allow_out_of_range: bool = False
+) -> np.ndarray:
+  """Loads and checks one stream's input, [B, T, 224, 224, C]; see check_input.
+
+  Raises:
+    InputError: the file is empty, not a .npy file, or holds a bad array.
+  """
+  what = f'The {stream} sample {path!r}'
+  try:
+    with open(path, 'rb') as f:
+      magic = f.read(len(_NPY_MAGIC))
+  except OSError as e:
+    raise InputError(f'Cannot read {what[4:]}: {e.strerror}') from None
+  if not magic:
+    raise InputError(f'{what} is empty (0 bytes); write it again')
+  if magic != _NPY_MAGIC:
+    raise InputError(
+        f'{what} is not a valid .npy file (it does not start with the .npy '
+        'magic bytes); save arrays with numpy.save'
+    )
+  try:
+    sample = np.load(path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    raise InputError(
+        f'{what} is not a valid .npy file ({type(e).__name__}: {e}); write '
+        'it again with numpy.save'
+    ) from None
+  return check_input(sample, stream, what, allow_out_of_range)
 
 
 @dataclasses.dataclass
@@ -239,7 +319,8 @@ def clip_logits(
     start: Clip start in seconds, or None.
     end: Clip end in seconds, or None.
     workers: Processes for TV-L1; None = all cores.
-    progress: Show a tqdm bar on stderr over the frames of a streamed clip.
+    progress: Show a tqdm bar on stderr: over the frames prepared (decoded,
+      TV-L1) for the first chunk, then over those the network has run.
 
   Returns:
     A ClipLogits.
@@ -252,8 +333,24 @@ def clip_logits(
   chunk = min(predictors[s].chunk_frames for s in streams)
   clip = recipe.Clip(path, streams, start=start, end=end, workers=workers)
   frames = recipe.prefetch(clip, PREFETCH_FRAMES)
+  # One bar: first over the frames prepared for the first chunk (decoding
+  # and, for flow, TV-L1, the slow part of a short clip), then, for a clip
+  # longer than one chunk, over the frames as the network takes them.
+  bar = tqdm.tqdm(
+      unit='frame',
+      desc=f'{"+".join(streams)} {os.path.basename(path)}',
+      dynamic_ncols=True,
+      disable=not progress,
+      leave=False,
+  )
+
+  def counted(items: Iterable[Any]) -> Iterator[Any]:
+    for item in items:
+      bar.update(1)
+      yield item
+
   try:
-    head = list(itertools.islice(frames, chunk + 1))
+    head = list(itertools.islice(counted(frames), chunk + 1))
     if len(head) <= chunk:
       logits = {}
       for stream in streams:
@@ -266,19 +363,14 @@ def clip_logits(
     head = collections.deque(head)  # Let go of each frame once it is used.
     first = (head.popleft() for _ in range(len(head)))
     pending = itertools.chain(first, frames)
-    if progress:
-      pending = tqdm.tqdm(
-          pending,
-          total=num_frames,
-          unit='frame',
-          desc=f'{"+".join(streams)} {os.path.basename(path)}',
-          dynamic_ncols=True,
-      )
+    bar.reset(total=num_frames)
 
     def consumer(stream: str):
       def consume(stream_frames: Iterable[np.ndarray]) -> np.ndarray:
         return predictors[stream].logits_stream(
-            _pieces(stream_frames, _STREAM_PIECE), num_frames=num_frames
+            _pieces(stream_frames, _STREAM_PIECE),
+            num_frames=num_frames,
+            on_frames=bar.update if stream == streams[0] else None,
         )
 
       return consume
@@ -295,6 +387,7 @@ def clip_logits(
       ) from e
     return ClipLogits(logits, num_frames, num_frames, False, True)
   finally:
+    bar.close()
     frames.close()
 
 
@@ -305,7 +398,10 @@ def _labels_and_predictors(
     chunk_frames: Optional[int] = None,
 ):
   predictors = inference.load_predictors(
-      resolved.prefixes, path=inference_path, chunk_frames=chunk_frames
+      resolved.prefixes,
+      path=inference_path,
+      chunk_frames=chunk_frames,
+      num_classes=resolved.num_classes,
   )
   # The loaded models' class count: an override checkpoint (a model exported
   # by train.py) has its own, which its label map must match.
@@ -406,6 +502,7 @@ def classify_arrays(
     label_maps: Mapping[str, str],
     inference_path: str = inference.DEFAULT_PATH,
     checkpoint_overrides: Optional[Mapping[str, str]] = None,
+    allow_out_of_range: bool = False,
 ) -> Classification:
   """Classifies preprocessed inputs, as the release's sample script did.
 
@@ -417,6 +514,7 @@ def classify_arrays(
     label_maps: 'kinetics400' and 'kinetics600' -> label map path.
     inference_path: One of inference.PATHS.
     checkpoint_overrides: Stream -> checkpoint prefix; see assets.resolve.
+    allow_out_of_range: Accept finite inputs far outside [-1, 1].
 
   Returns:
     A Classification of the first clip in the batch.
@@ -436,11 +534,24 @@ def classify_arrays(
           **assets.restore_files(resolved.prefixes),
       }
   )
+  # Every input is read and checked before any model loads.
+  arrays = {
+      s: load_sample(samples[s], s, allow_out_of_range)
+      for s in resolved.streams
+  }
+  shapes = {s: a.shape[:2] for s, a in arrays.items()}
+  if len(set(shapes.values())) > 1:
+    raise InputError(
+        'The rgb and flow samples must have the same batch size and number '
+        'of frames (flow[t] is the flow from frame t to t + 1 of the same '
+        'clip); got [batch, frames] '
+        + ', '.join(f'{s} {list(v)}' for s, v in shapes.items())
+    )
   labels, predictors = _labels_and_predictors(
       resolved, label_map, inference_path
   )
   total = sum(
-      predictor.logits(load_sample(samples[stream], stream))
+      predictor.logits(arrays[stream])
       for stream, predictor in predictors.items()
   )
   details = {

@@ -138,7 +138,8 @@ class LoadSampleTest(testing.TempDirMixin, tf.test.TestCase):
     with open(path, 'w') as f:
       f.write('junk')
     with self.assertRaisesRegex(
-        classification.InputError, 'Cannot read the flow sample'
+        classification.InputError,
+        r"flow sample .*junk.npy' is not a valid .npy file",
     ):
       classification.load_sample(path, 'flow')
 

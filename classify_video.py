@@ -16,8 +16,8 @@ Checkpoints and label maps are those of evaluate_sample.py
   rgb, flow, joint: rgb_imagenet / flow_imagenet, or rgb_scratch /
     flow_scratch with --imagenet_pretrained=false.
   rgb600: rgb_scratch_kin600 always (Kinetics-600 classes).
-The default is rgb: joint adds TV-L1 flow, which costs about 1 s per frame
-per core.
+The default is rgb: joint adds TV-L1 flow, which costs seconds per frame on
+each core, more with large motion (see the README's figures).
 
 Clips shorter than 9 frames at 25 fps (what I3D's Logits head needs) are
 looped from their start to 9 frames; a line on stderr and the JSON's
@@ -46,6 +46,7 @@ from __future__ import annotations
 import runtime  # pylint: disable=g-bad-import-order
 
 runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+runtime.import_tensorflow_quietly()  # Without its C++ start-up lines.
 
 import os
 import sys
@@ -57,6 +58,7 @@ from absl import flags
 import assets
 import checkpoints
 import classification
+import cli
 import fileio
 import inference
 import recipe
@@ -76,8 +78,8 @@ _EVAL_TYPE = flags.DEFINE_enum(
     'rgb',
     list(assets.EVAL_TYPES),
     'Which model: rgb, flow, joint (RGB + Flow logits summed) or rgb600 (the '
-    'Kinetics-600 RGB model). flow and joint compute TV-L1 flow, about 1 s '
-    'per frame per core.',
+    'Kinetics-600 RGB model). flow and joint compute TV-L1 flow, seconds per '
+    'frame on each core (see the README).',
 )
 _IMAGENET_PRETRAINED = flags.DEFINE_boolean(
     'imagenet_pretrained',
@@ -87,20 +89,29 @@ _IMAGENET_PRETRAINED = flags.DEFINE_boolean(
     '--imagenet_pretrained=false or --noimagenet_pretrained. Ignored for '
     'rgb600, which has only a from-scratch checkpoint.',
 )
+_DATA_DIR = flags.DEFINE_string(
+    'data_dir',
+    _DATA,
+    "Folder laid out like the release's data/ (checkpoints/, label maps): "
+    'the defaults of the three flags below. `python fetch_assets.py '
+    '--synthetic` writes random stand-ins to data/synthetic.',
+)
 _CHECKPOINT_DIR = flags.DEFINE_string(
     'checkpoint_dir',
-    os.path.join(_DATA, 'checkpoints'),
-    'Folder holding the release checkpoints as <name>/model.ckpt.*.',
+    None,
+    'Folder holding the release checkpoints as <name>/model.ckpt.*; default '
+    '<data_dir>/checkpoints.',
 )
 _LABEL_MAP = flags.DEFINE_string(
     'label_map',
-    os.path.join(_DATA, 'label_map.txt'),
-    'Kinetics-400 class names, one per line.',
+    None,
+    'Kinetics-400 class names, one per line; default <data_dir>/label_map.txt.',
 )
 _LABEL_MAP_600 = flags.DEFINE_string(
     'label_map_600',
-    os.path.join(_DATA, 'label_map_600.txt'),
-    'Kinetics-600 class names, one per line (for --eval_type=rgb600).',
+    None,
+    'Kinetics-600 class names, one per line (for --eval_type=rgb600); default '
+    '<data_dir>/label_map_600.txt.',
 )
 _RGB_CHECKPOINT = flags.DEFINE_string(
     'rgb_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['rgb']
@@ -161,8 +172,9 @@ def _hint(error: Exception) -> str:
   """The library's message, with the flags that point at missing files."""
   if isinstance(error, FileNotFoundError):
     return (
-        f'{error}\nPass other paths with --checkpoint_dir, --label_map or '
-        '--label_map_600.'
+        f'{error}\nPass other paths with --data_dir, --checkpoint_dir, '
+        '--label_map or --label_map_600 (or try `python fetch_assets.py '
+        '--synthetic` and --data_dir=data/synthetic, random weights).'
     )
   return str(error)
 
@@ -181,16 +193,27 @@ def main(argv: Sequence[str]) -> int:
         f'--chunk_frames must be a multiple of 8; got '
         f'{_CHUNK_FRAMES.value}.'
     )
+  for flag in (_JSON_OUT, _CHART_OUT):
+    if flag.value:
+      try:
+        fileio.check_writable(flag.value)
+      except fileio.OutputError as e:
+        raise cli.Failure(f'{e}; pass another --{flag.name}') from None
+  data = _DATA_DIR.value
+  checkpoint_dir = _CHECKPOINT_DIR.value or os.path.join(data, 'checkpoints')
+  cli.warn_if_synthetic(checkpoint_dir)
   inference.configure_threads()
   try:
     result = classification.classify_video(
         _VIDEO.value,
         _EVAL_TYPE.value,
         _IMAGENET_PRETRAINED.value,
-        _CHECKPOINT_DIR.value,
+        checkpoint_dir,
         label_maps={
-            'kinetics400': _LABEL_MAP.value,
-            'kinetics600': _LABEL_MAP_600.value,
+            'kinetics400': _LABEL_MAP.value
+            or os.path.join(data, 'label_map.txt'),
+            'kinetics600': _LABEL_MAP_600.value
+            or os.path.join(data, 'label_map_600.txt'),
         },
         start=_START.value,
         end=_END.value,
@@ -207,6 +230,7 @@ def main(argv: Sequence[str]) -> int:
       FileNotFoundError,
       video.VideoError,
       checkpoints.CheckpointError,
+      classification.InputError,
       report.LabelError,
   ) as e:
     print(f'classify_video: error: {_hint(e)}', file=sys.stderr)
@@ -256,4 +280,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

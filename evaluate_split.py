@@ -37,6 +37,7 @@ from absl import flags
 
 import assets
 import checkpoints
+import cli
 import datasets
 import evaluation
 import inference
@@ -313,4 +314,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

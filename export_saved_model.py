@@ -27,6 +27,7 @@ from __future__ import annotations
 import runtime  # pylint: disable=g-bad-import-order
 
 runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+runtime.import_tensorflow_quietly()  # Without its C++ start-up lines.
 
 import os
 import sys
@@ -34,10 +35,11 @@ from typing import Sequence
 
 from absl import app
 from absl import flags
-from absl import logging
 
 import checkpoints
+import cli
 import exporters
+import fileio
 import inference
 import serving
 
@@ -126,6 +128,10 @@ def main(argv: Sequence[str]) -> int:
         file=sys.stderr,
     )
     return 1
+  try:
+    fileio.check_writable(_OUTPUT_DIR.value, folder=True)
+  except fileio.OutputError as e:
+    raise cli.Failure(f'{e}; pass another --output_dir') from None
   inference.configure_threads()
   try:
     # Before loading weights: a missing package is known at once.
@@ -145,7 +151,6 @@ def main(argv: Sequence[str]) -> int:
       ValueError,
       exporters.MissingDependencyError,
   ) as e:
-    logging.error('%s', e)
     print(f'export_saved_model: error: {e}', file=sys.stderr)
     return 1
   files = {
@@ -157,4 +162,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

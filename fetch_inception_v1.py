@@ -26,6 +26,7 @@ from absl import app
 from absl import flags
 
 import assets
+import cli
 import inception_v1
 
 _DEST_DIR = flags.DEFINE_string(
@@ -84,4 +85,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -35,6 +35,56 @@ PathLike = Union[str, os.PathLike]
 TEMP_SUFFIX = '.tmp'
 
 
+class OutputError(OSError):
+  """An output path cannot be written (checked before any work starts)."""
+
+
+def check_writable(path: PathLike, folder: bool = False) -> str:
+  """Checks, before any work, that `path` can be written; writes nothing.
+
+  The nearest existing folder on the way to `path` must be a folder in
+  which a file can be created: a hidden probe file is created there and
+  removed at once (permission bits alone say nothing for root or for
+  read-only and virtual file systems such as /proc).
+
+  Args:
+    path: The file (or, with `folder`, the folder) to be written; it and its
+      parents may not exist yet.
+    folder: Whether `path` is a folder (an existing file there is an error)
+      or a file (an existing folder there is an error).
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    OutputError: naming the path and why it cannot be written.
+  """
+  path = os.path.abspath(os.fspath(path))
+  kind = 'folder' if folder else 'file'
+  if os.path.exists(path):
+    if folder and not os.path.isdir(path):
+      raise OutputError(f'{path!r} is a file, not a folder')
+    if not folder and os.path.isdir(path):
+      raise OutputError(f'{path!r} is a folder, not a file')
+  where = path if folder and os.path.isdir(path) else os.path.dirname(path)
+  while not os.path.exists(where):
+    where = os.path.dirname(where)
+  if not os.path.isdir(where):
+    raise OutputError(
+        f'cannot create the {kind} {path!r}: {where!r} is a file, not a folder'
+    )
+  probe = _temp_name(os.path.join(where, 'write_probe'))
+  try:
+    os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+  except OSError as e:
+    raise OutputError(
+        f'cannot write the {kind} {path!r}: cannot create files in {where!r} '
+        f'({e.strerror})'
+    ) from None
+  os.remove(probe)
+  return path
+
+
 def _umask() -> int:
   mask = os.umask(0)
   os.umask(mask)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 from typing import (
+    Callable,
     Dict,
     Iterable,
     Mapping,
@@ -329,7 +330,10 @@ class Predictor:
     return self._head(pooled, time_mean=True)
 
   def logits_stream(
-      self, chunks: Iterable[np.ndarray], num_frames: Optional[int] = None
+      self,
+      chunks: Iterable[np.ndarray],
+      num_frames: Optional[int] = None,
+      on_frames: Optional[Callable[[int], object]] = None,
   ) -> np.ndarray:
     """Logits of one long video given as consecutive chunks of frames.
 
@@ -340,6 +344,8 @@ class Predictor:
       num_frames: the video's total length, if known. Then the result equals
         `logits(video[None])[0]`; else the last T mod 4 frames are dropped
         (see the module docstring) and it equals `logits` of the rest.
+      on_frames: called with the number of frames after each chunk has run
+        through the network (e.g. a progress bar's `update`).
 
     Returns:
       [num_classes] ([H', W', num_classes] without spatial squeeze).
@@ -349,7 +355,9 @@ class Predictor:
         differs from `num_frames` or is too short.
     """
     self._check_endpoint('Logits')
-    pooled = self._stream(chunks, 'Logits', num_frames, batched=False)
+    pooled = self._stream(
+        chunks, 'Logits', num_frames, batched=False, on_frames=on_frames
+    )
     return self._head(pooled, time_mean=True)[0]
 
   def features(
@@ -542,6 +550,7 @@ class Predictor:
       endpoint: str,
       num_frames: Optional[int],
       batched: bool,
+      on_frames: Optional[Callable[[int], object]] = None,
   ) -> np.ndarray:
     """Streams frames through the trunk; returns [B, T_e, ...] outputs."""
     trunk_end = 'Mixed_5c' if endpoint in HEAD_ENDPOINTS else endpoint
@@ -608,6 +617,8 @@ class Predictor:
         pads[:, 1] = [a for _, a in streaming.time_pads(trunk_end, total)]
       out, carried = step(tf.constant(frames), carried, tf.constant(pads))
       outputs.append(out.numpy())
+      if on_frames is not None:
+        on_frames(frames.shape[1])
     return np.concatenate(outputs, axis=1)
 
 
@@ -661,6 +672,7 @@ def load_predictors(
     final_endpoint: str = 'Logits',
     path: str = DEFAULT_PATH,
     chunk_frames: Optional[int] = None,
+    num_classes: Optional[int] = None,
 ) -> Dict[str, Predictor]:
   """Restores each stream's checkpoint into a model and wraps it.
 
@@ -669,6 +681,8 @@ def load_predictors(
     final_endpoint: the last endpoint the models compute.
     path: one of PATHS.
     chunk_frames: see make_predictor.
+    num_classes: the classes every checkpoint must have (400 for the
+      Kinetics-400 slots, 600 for rgb_scratch_kin600), or None for any.
 
   Returns:
     stream -> Predictor.
@@ -686,6 +700,13 @@ def load_predictors(
           f'Checkpoint {prefix!r} takes {model.in_channels} input channels, '
           f'but the {stream} stream has {checkpoints.STREAM_CHANNELS[stream]}: use an RGB '
           'checkpoint for rgb and a flow checkpoint for flow.'
+      )
+    if num_classes is not None and model.num_classes != num_classes:
+      raise checkpoints.CheckpointError(
+          f'Checkpoint {prefix!r} has {model.num_classes} classes, but '
+          f'{num_classes} are expected here (Kinetics-{num_classes}); put the '
+          f"Kinetics-{num_classes} checkpoint at that path (the release's "
+          'rgb_scratch_kin600 is the only 600-class one)'
       )
     predictors[stream] = make_predictor(
         model, path=path, chunk_frames=chunk_frames

@@ -29,6 +29,7 @@ from absl import flags
 
 import assets
 import checkpoints
+import cli
 import inflation
 
 _SOURCE = flags.DEFINE_string(
@@ -126,4 +127,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

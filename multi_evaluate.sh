@@ -9,6 +9,11 @@
 # failed run never leaves a partial report behind.
 set -euo pipefail
 cd "$(dirname "$0")"
+# The project's environment (bash setup_env.sh) when there is one, so that
+# the script works without activating it.
+if [ -z "${PYTHON:-}" ] && [ -x .venv/bin/python ]; then
+  PYTHON=.venv/bin/python
+fi
 python=${PYTHON:-python3}
 out_dir=${OUT_DIR:-out}
 mkdir -p "$out_dir"

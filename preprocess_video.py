@@ -4,7 +4,7 @@ Writes <output_dir>/<name>_rgb.npy, (1, T, 224, 224, 3) float32, and
 <output_dir>/<name>_flow.npy, (1, T, 224, 224, 2) float32, plus a GIF of each
 (the release's convention), each atomically. See video.py for the recipe.
 
-  python preprocess_video.py --video=clip.mp4 --output_dir=out
+  python preprocess_video.py --video=clip.mp4 --output_dir=/tmp/clip
   python preprocess_video.py --video=clip.mp4 --streams=rgb --start=2 --end=7
 """
 
@@ -20,13 +20,17 @@ from absl import app
 from absl import flags
 
 import assets
+import cli
 import fileio
 import recipe
 import video
 
 _VIDEO = flags.DEFINE_string('video', None, 'Input video file.', required=True)
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', 'out', 'Folder for the outputs; created if missing.'
+    'output_dir',
+    'preprocessed',
+    'Folder for the outputs; created if missing. (Not out/, which holds the '
+    "release's reports.)",
 )
 _NAME = flags.DEFINE_string(
     'name',
@@ -86,6 +90,10 @@ def main(argv: Sequence[str]) -> None:
   streams = assets.streams_of(_STREAMS.value)
   name = _NAME.value or os.path.splitext(os.path.basename(_VIDEO.value))[0]
   try:
+    fileio.check_writable(_OUTPUT_DIR.value, folder=True)
+  except fileio.OutputError as e:
+    raise cli.Failure(f'{e}; pass another --output_dir') from None
+  try:
     inputs = recipe.preprocess(
         _VIDEO.value,
         streams=streams,
@@ -132,4 +140,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -48,13 +48,17 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import math
 import multiprocessing
 import numbers
 import os
 import queue
+import signal
+import sys
 import threading
+import types
 from typing import (
     Any,
     Dict,
@@ -290,6 +294,31 @@ _tvl1 = threading.local()
 def _init_flow_worker() -> None:
   # One OpenCV thread per worker: the parallelism is across processes.
   cv2.setNumThreads(1)
+  # Ctrl-C reaches the whole process group: the parent reports it once and
+  # stops the workers; a worker's own traceback would only add noise.
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _worker_modules() -> List[str]:
+  """The modules a worker process has loaded (for the tests)."""
+  return sorted(sys.modules)
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+  """Starts worker processes without re-importing the running script.
+
+  forkserver and spawn children import the parent's `__main__` (a command's
+  script, which imports TensorFlow, whose start-up lines would land in the
+  progress bar, and which costs seconds and memory per worker). The tasks
+  need only this module, so the script is hidden while the workers start.
+  """
+  main = sys.modules.get('__main__')
+  sys.modules['__main__'] = types.ModuleType('__main__')
+  try:
+    yield
+  finally:
+    sys.modules['__main__'] = main
 
 
 def _flow_chunk(gray: np.ndarray) -> np.ndarray:
@@ -340,9 +369,20 @@ def _executor(workers: int) -> concurrent.futures.ProcessPoolExecutor:
   context = multiprocessing.get_context(
       'forkserver' if 'forkserver' in methods else 'spawn'
   )
-  return concurrent.futures.ProcessPoolExecutor(
+  executor = concurrent.futures.ProcessPoolExecutor(
       workers, mp_context=context, initializer=_init_flow_worker
   )
+  with _main_module_hidden():
+    # The first task starts every worker (and the forkserver, once).
+    executor.submit(os.getpid).result()
+  return executor
+
+
+def _stop(executor: concurrent.futures.ProcessPoolExecutor) -> None:
+  """Ends the workers now (on an error or Ctrl-C), not after their chunk."""
+  for process in list(getattr(executor, '_processes', {}).values()):
+    process.terminate()
+  executor.shutdown(wait=True, cancel_futures=True)
 
 
 def iter_flow(
@@ -430,7 +470,10 @@ def _iter_flow(
     finished = True
   finally:
     if executor is not None:
-      executor.shutdown(wait=True, cancel_futures=not finished)
+      if finished:
+        executor.shutdown(wait=True)
+      else:
+        _stop(executor)
 
 
 def compute_flow(
@@ -783,6 +826,7 @@ def prefetch(items: Iterable[T], max_items: int) -> Iterator[T]:
         target=produce, name='recipe-prefetch', daemon=True
     )
     thread.start()
+    interrupted = False
     try:
       while True:
         ok, item = slots.get()
@@ -791,9 +835,15 @@ def prefetch(items: Iterable[T], max_items: int) -> Iterator[T]:
         if item is _END:
           return
         yield item
+    except KeyboardInterrupt:
+      # Ctrl-C must not wait for the item in the making (a TV-L1 chunk can
+      # take many seconds); the thread is a daemon and stops on its own.
+      interrupted = True
+      raise
     finally:
       stop.set()
-      thread.join()
+      if not interrupted:
+        thread.join()
 
   return consume()
 

@@ -89,6 +89,57 @@ def setup() -> Optional[bool]:
   return active
 
 
+# TensorFlow's start-up lines that no variable silences: they are written
+# before its C++ logging reads TF_CPP_MIN_LOG_LEVEL, or at error level for a
+# missing GPU driver on a CPU machine.
+_START_UP_NOISE = (
+    'All log messages before absl::InitializeLog() is called',
+    'port.cc:',  # "oneDNN custom operations are on ..."
+    'cudart_stub.cc:',  # "Could not find cuda drivers ..."
+    'cuda_platform.cc:',  # "failed call to cuInit ..."
+    'cuda_executor.cc:',
+    'cuda_dnn.cc:',
+    'cuda_fft.cc:',
+    'cuda_blas.cc:',
+    'computation_placer.cc:',
+    'cpu_feature_guard.cc:',  # "This TensorFlow binary is optimized ..."
+)
+
+
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow (after `setup()`) without its start-up noise.
+
+  For the commands: stderr (file descriptor 2, where TensorFlow's C++ code
+  writes) goes to a temporary file while TensorFlow loads and finds its
+  devices; afterwards every line that is not known start-up noise
+  (_START_UP_NOISE) is written to stderr, so real warnings and errors still
+  show. Does nothing when TensorFlow is already imported.
+  """
+  if 'tensorflow' in sys.modules:
+    return
+  setup()
+  sys.stderr.flush()
+  saved = os.dup(2)
+  with tempfile.TemporaryFile() as captured:
+    os.dup2(captured.fileno(), 2)
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+      tf.config.list_physical_devices()  # Where the cuInit error comes.
+    finally:
+      os.dup2(saved, 2)
+      os.close(saved)
+      captured.seek(0)
+      text = captured.read().decode('utf-8', errors='replace')
+      kept = [
+          line
+          for line in text.splitlines()
+          if line.strip() and not any(n in line for n in _START_UP_NOISE)
+      ]
+      if kept:
+        sys.stderr.write('\n'.join(kept) + '\n')
+
+
 def onednn_active() -> Optional[bool]:
   """Whether TensorFlow's oneDNN kernels are on; None before its import.
 

@@ -3,6 +3,7 @@
 import ast
 import glob
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,14 +18,17 @@ _ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
 def _entry_points():
-  """Every verb-named script: the .py files that call app.run."""
+  """Every verb-named script: the .py files that run main through absl."""
   names = []
   for path in sorted(glob.glob(os.path.join(_ROOT, '*.py'))):
     if path.endswith('_test.py'):
       continue
     with open(path) as f:
-      if 'app.run(main' in f.read():
-        names.append(os.path.basename(path))
+      text = f.read()
+    if re.search(r"^if __name__ == '__main__':", text, re.M) and (
+        'app.run(main' in text or 'cli.run(main' in text
+    ):
+      names.append(os.path.basename(path))
   return names
 
 

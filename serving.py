@@ -150,7 +150,7 @@ class ServingModule(tf.Module):
     min_frames, _ = i3d.min_input_size('Logits')
     outputs = {}
     logits = None
-    batch = None
+    batch = frames = None
     for part in self.parts:
       clip = clips[part]
       shape = tf.shape(clip)
@@ -169,7 +169,17 @@ class ServingModule(tf.Module):
                 message='`rgb` and `flow` must have the same ' 'batch size.',
             )
         )
-      batch = shape[0]
+        # flow[t] is the flow from frame t to t + 1 of the same clip, so a
+        # joint request whose streams differ in length is a mistake.
+        checks.append(
+            tf.debugging.assert_equal(
+                shape[1],
+                frames,
+                message='`rgb` and `flow` must have the same number of '
+                'frames (flow[t] is frame t -> t + 1 of the same clip).',
+            )
+        )
+      batch, frames = shape[0], shape[1]
       with tf.control_dependencies(checks):
         clip = tf.identity(clip)
       mixed_5c = self.nets[part].trunk(clip, 'Mixed_5c')

@@ -113,6 +113,18 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     ):
       module.serve(tf.zeros([1, 8, 224, 224, 3]))
 
+  def test_serving_rejects_joint_of_different_lengths(self):
+    module = serving.ServingModule(
+        {'rgb': _model('rgb'), 'flow': _model('flow')}
+    )
+    with self.assertRaisesRegex(
+        tf.errors.InvalidArgumentError,
+        r'`rgb` and `flow` must have the same number of frames',
+    ):
+      module.serve(
+          rgb=tf.zeros([1, 10, 224, 224, 3]), flow=tf.zeros([1, 9, 224, 224, 2])
+      )
+
 
 class ErrorsTest(tf.test.TestCase):
 

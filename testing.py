@@ -280,3 +280,52 @@ def parse_report(text: str):
     prob, logit, label = line.split(' ', 2)
     rows.append((float(prob), float(logit), label))
   return norm, rows
+
+
+def run_entry_cases() -> None:
+  """Runs one entry point's main on many argument lists in one process.
+
+  For the command-line tests: importing TensorFlow costs seconds, so a test
+  runs `python -c 'import testing; testing.run_entry_cases()' MODULE JSON`
+  once, where JSON is a list of argument lists (without the script name),
+  and reads back, as JSON on stdout, each case's exit code, stdout and
+  stderr, as the command (`cli.run`) would have printed them.
+  """
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+
+  from absl import flags  # pylint: disable=g-import-not-at-top
+
+  import cli  # pylint: disable=g-import-not-at-top
+
+  module_name, cases = sys.argv[1], json.loads(sys.argv[2])
+  sys.argv = [f'{module_name}.py']
+  module = importlib.import_module(module_name)
+  results = []
+  real_stdout = sys.stdout
+  for args in cases:
+    flags.FLAGS.unparse_flags()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+      try:
+        rest = cli.parse_flags([f'{module_name}.py', *args])
+        code = cli.wrap(module.main)(rest) or 0
+      except SystemExit as e:
+        code = e.code
+      except BaseException as e:  # pylint: disable=broad-except
+        import traceback  # pylint: disable=g-import-not-at-top
+
+        traceback.print_exc()
+        code = f'raised {type(e).__name__}'
+    results.append(
+        {
+            'args': args,
+            'code': code,
+            'stdout': out.getvalue(),
+            'stderr': err.getvalue(),
+        }
+    )
+  real_stdout.write(json.dumps(results))

@@ -24,10 +24,10 @@ runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 import sys
 from typing import Sequence
 
-from absl import app
 from absl import flags
 
 import checkpoints
+import cli
 import datasets
 import training
 import training_configs
@@ -116,4 +116,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -1,0 +1,143 @@
+"""What every entry point does the same way: errors, usage errors, Ctrl-C.
+
+Each command prints bad input as one line, `<command>: error: <what was
+wrong>; <what to do>`, with no traceback and a non-zero exit code:
+
+  * a bad flag or a usage error (`app.UsageError`): the message and a
+    one-line hint to `--helpshort`, exit code 2 for a bad flag and the
+    error's `exitcode` otherwise (absl would print the whole `--help`
+    first);
+  * `Failure(message)` raised from `main`: the message, exit code 1;
+  * Ctrl-C (SIGINT): `<command>: interrupted; rerun to resume`, exit code 130
+    (the outputs are written atomically, so nothing partial is left).
+
+Usage, in a verb-named script:
+
+  def main(argv):
+    ...
+    raise cli.Failure(f'{path!r} is not a video; pass a video file')
+
+  if __name__ == '__main__':
+    cli.run(main)
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from typing import Callable, List, Optional, Sequence
+
+from absl import app
+from absl import flags
+
+USAGE_EXIT = 2
+INTERRUPT_EXIT = 130
+# What the random-weight banner says; printed on stderr by every command
+# whose models or data come from a folder marked as synthetic.
+SYNTHETIC_MARKER = 'NOT_THE_RELEASE.txt'
+
+
+class Failure(Exception):
+  """Bad input found by an entry point; printed as one error line."""
+
+
+def command_name() -> str:
+  """The running script's name without '.py', e.g. 'evaluate_sample'."""
+  return os.path.splitext(os.path.basename(sys.argv[0]))[0] or 'python'
+
+
+def error(message: object, command: Optional[str] = None) -> None:
+  """Prints `<command>: error: <message>` on stderr."""
+  print(f'{command or command_name()}: error: {message}', file=sys.stderr)
+
+
+def _usage_exit(message: object, exitcode: int = USAGE_EXIT) -> None:
+  command = command_name()
+  text = ' '.join(str(message).split())
+  error(f'{text}; run `python {command}.py --helpshort` for the flags', command)
+  sys.exit(exitcode)
+
+
+def parse_flags(argv: List[str]) -> List[str]:
+  """absl's flags_parser: a bad flag is one error line and exit code 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _usage_exit(e)
+    raise  # Not reached.
+
+
+def wrap(
+    main: Callable[[Sequence[str]], Optional[int]],
+) -> Callable[[Sequence[str]], Optional[int]]:
+  """`main` with usage errors, Failures and Ctrl-C turned into one line."""
+
+  def wrapped(argv: Sequence[str]) -> Optional[int]:
+    try:
+      return main(argv)
+    except app.UsageError as e:
+      _usage_exit(e, e.exitcode)
+    except Failure as e:
+      error(e)
+      sys.exit(1)
+    except KeyboardInterrupt:
+      _interrupted()
+    return None
+
+  return wrapped
+
+
+def _interrupted() -> None:
+  # Worker processes (TV-L1) would finish their current task before the
+  # interpreter could exit; their results are not wanted any more.
+  for child in multiprocessing.active_children():
+    child.terminate()
+  print(f'{command_name()}: interrupted; rerun to resume', file=sys.stderr)
+  sys.exit(INTERRUPT_EXIT)
+
+
+def run(main: Callable[[Sequence[str]], Optional[int]]) -> None:
+  """app.run(main) with one-line usage errors, failures and interrupts."""
+  try:
+    app.run(wrap(main), flags_parser=parse_flags)
+  except KeyboardInterrupt:  # During start-up or absl's own handling.
+    _interrupted()
+
+
+def synthetic_marker(*paths: Optional[str]) -> Optional[str]:
+  """The SYNTHETIC_MARKER file in or above any of `paths`, or None.
+
+  Looks in each path's folder and up to two folders above it, so a
+  checkpoint prefix `data/synthetic/checkpoints/rgb_imagenet/model.ckpt`, a
+  checkpoint folder and a sample file under `data/synthetic/` all find
+  `data/synthetic/NOT_THE_RELEASE.txt`.
+  """
+  for path in paths:
+    if not path:
+      continue
+    folder = os.path.abspath(path)
+    if not os.path.isdir(folder):
+      folder = os.path.dirname(folder)
+    for _ in range(4):
+      marker = os.path.join(folder, SYNTHETIC_MARKER)
+      if os.path.isfile(marker):
+        return marker
+      folder = os.path.dirname(folder)
+  return None
+
+
+def warn_if_synthetic(*paths: Optional[str]) -> bool:
+  """Prints a loud banner on stderr when any input is marked synthetic."""
+  marker = synthetic_marker(*paths)
+  if marker is None:
+    return False
+  line = '!' * 72
+  print(
+      f'{line}\n!! RANDOM WEIGHTS: these inputs come from {os.path.dirname(marker)}'
+      f'\n!! (see {os.path.basename(marker)}), written by `python '
+      'fetch_assets.py --synthetic`.\n!! They are NOT the release: every '
+      f'class and number below is meaningless.\n{line}',
+      file=sys.stderr,
+  )
+  return True
