@@ -301,11 +301,11 @@ def clip_logits(
 def _labels_and_predictors(
     resolved: assets.Resolved,
     label_map: str,
-    inference_path: str,
+    inference_mode: str,
     chunk_frames: Optional[int] = None,
 ):
   predictors = inference.load_predictors(
-      resolved.prefixes, path=inference_path, chunk_frames=chunk_frames
+      resolved.prefixes, mode=inference_mode, chunk_frames=chunk_frames
   )
   labels = report.load_labels(label_map, resolved.num_classes)
   return labels, predictors
@@ -319,7 +319,7 @@ def classify_video(
     label_maps: Mapping[str, str],
     start: Optional[float] = None,
     end: Optional[float] = None,
-    inference_path: str = inference.DEFAULT_PATH,
+    inference_mode: str = inference.DEFAULT_MODE,
     chunk_frames: Optional[int] = None,
     workers: Optional[int] = None,
     progress: bool = False,
@@ -334,7 +334,7 @@ def classify_video(
     label_maps: 'kinetics400' and 'kinetics600' -> label map path.
     start: Clip start in seconds, or None.
     end: Clip end in seconds, or None.
-    inference_path: One of inference.PATHS.
+    inference_mode: One of inference.MODES; 'plain' checks 'fast' in tests.
     chunk_frames: Frames per streamed chunk; see inference.make_predictor.
     workers: Processes for TV-L1; None = all cores.
     progress: Show a progress bar over the frames of a streamed clip.
@@ -355,7 +355,7 @@ def classify_video(
   )
   info = video.probe(video_path)  # A bad file fails before the models load.
   labels, predictors = _labels_and_predictors(
-      resolved, label_map, inference_path, chunk_frames
+      resolved, label_map, inference_mode, chunk_frames
   )
   result = clip_logits(
       predictors,
@@ -386,7 +386,7 @@ def classify_video(
           'duration_s': info.duration,
           'codec': info.codec,
       },
-      'inference_path': inference_path,
+      'inference_mode': inference_mode,
   }
   return Classification(sum(result.logits.values()), labels, details)
 
@@ -397,7 +397,7 @@ def classify_arrays(
     checkpoint_dir: str,
     samples: Mapping[str, str],
     label_maps: Mapping[str, str],
-    inference_path: str = inference.DEFAULT_PATH,
+    inference_mode: str = inference.DEFAULT_MODE,
 ) -> Classification:
   """Classifies preprocessed inputs, as the release's sample script did.
 
@@ -407,7 +407,7 @@ def classify_arrays(
     checkpoint_dir: Folder of <name>/model.ckpt checkpoints.
     samples: Stream -> .npy of float32 [1, T, 224, 224, C] in [-1, 1].
     label_maps: 'kinetics400' and 'kinetics600' -> label map path.
-    inference_path: One of inference.PATHS.
+    inference_mode: One of inference.MODES; 'plain' checks 'fast' in tests.
 
   Returns:
     A Classification of the first clip in the batch.
@@ -426,7 +426,7 @@ def classify_arrays(
       }
   )
   labels, predictors = _labels_and_predictors(
-      resolved, label_map, inference_path
+      resolved, label_map, inference_mode
   )
   total = sum(
       predictor.logits(load_sample(samples[stream], stream))
@@ -436,6 +436,6 @@ def classify_arrays(
       'eval_type': eval_type,
       'streams': list(predictors),
       'checkpoints': dict(resolved.checkpoints),
-      'inference_path': inference_path,
+      'inference_mode': inference_mode,
   }
   return Classification(total[0], labels, details)

@@ -79,13 +79,6 @@ _LABEL_MAP_600 = flags.DEFINE_string(
     os.path.join(_DATA, 'label_map_600.txt'),
     'Kinetics-600 class names, one per line (for --eval_type=rgb600).',
 )
-_INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path',
-    inference.DEFAULT_PATH,
-    list(inference.PATHS),
-    'How to run the network: "fast" folds BatchNorm into the convolutions '
-    '(same logits to 1e-4); "plain" runs the Sonnet module as built.',
-)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -106,7 +99,6 @@ def main(argv: Sequence[str]) -> int:
             'kinetics400': _LABEL_MAP.value,
             'kinetics600': _LABEL_MAP_600.value,
         },
-        inference_path=_INFERENCE_PATH.value,
     )
   except (
       FileNotFoundError,

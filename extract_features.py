@@ -108,13 +108,6 @@ _CHECKPOINT_DIR = flags.DEFINE_string(
     os.path.join(_ROOT, 'data', 'checkpoints'),
     'Folder holding the release checkpoints as <name>/model.ckpt.*.',
 )
-_INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path',
-    inference.DEFAULT_PATH,
-    list(inference.PATHS),
-    'How to run the network: "fast" folds BatchNorm into the convolutions '
-    '(same features to 1e-4); "plain" runs the Sonnet module as built.',
-)
 _FLOW_WORKERS = flags.DEFINE_integer(
     'flow_workers',
     None,
@@ -187,7 +180,6 @@ def main(argv: Sequence[str]) -> int:
         final_endpoint=(
             'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
         ),
-        path=_INFERENCE_PATH.value,
     )
   except checkpoints.CheckpointError as e:
     print(f'extract_features: error: {e}', file=sys.stderr)

@@ -599,7 +599,7 @@ class Extractor:
         'frame_size': list(clip.frame_size),
         'crop_offset': list(clip.crop_offset),
         'preprocessing': PREPROCESSING,
-        'inference_path': next(iter(self.predictors.values())).path,
+        'inference_mode': next(iter(self.predictors.values())).mode,
     }
 
   # ---- many videos, resumable ----------------------------------------------
