@@ -172,22 +172,15 @@ def main(argv: Sequence[str]) -> None:
 
     endpoint = _ENDPOINT.value
     begin = time.perf_counter()
-    predictors = inference.load_predictors(
+    extractor = features.Extractor.load(
         prefixes,
-        final_endpoint=(
-            'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
-        ),
-    )
-    load_s = time.perf_counter() - begin
-    extractor = features.Extractor(
-        predictors,
-        prefixes,
-        endpoint=endpoint,
+        endpoint,
         window=_WINDOW.value,
         stride=_STRIDE.value,
         batch_size=_BATCH_SIZE.value,
         flow_workers=_FLOW_WORKERS.value,
     )
+    load_s = time.perf_counter() - begin
 
     begin = time.perf_counter()
     extractor.extract(videos[0].path)

@@ -175,24 +175,17 @@ def main(argv: Sequence[str]) -> int:
   inference.configure_threads()
   endpoint = _ENDPOINT.value
   try:
-    predictors = inference.load_predictors(
+    extractor = features.Extractor.load(
         prefixes,
-        final_endpoint=(
-            'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
-        ),
+        endpoint,
+        window=_WINDOW.value,
+        stride=_STRIDE.value,
+        batch_size=_BATCH_SIZE.value,
+        flow_workers=_FLOW_WORKERS.value,
     )
   except checkpoints.CheckpointError as e:
     print(f'extract_features: error: {e}', file=sys.stderr)
     return 1
-  extractor = features.Extractor(
-      predictors,
-      prefixes,
-      endpoint=endpoint,
-      window=_WINDOW.value,
-      stride=_STRIDE.value,
-      batch_size=_BATCH_SIZE.value,
-      flow_workers=_FLOW_WORKERS.value,
-  )
   summary = extractor.run(
       videos,
       _OUTPUT_DIR.value,

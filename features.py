@@ -450,10 +450,32 @@ class Extractor:
 
   Usage:
 
-    predictors = inference.load_predictors({'rgb': prefix}, 'Mixed_5c')
-    extractor = features.Extractor(predictors, {'rgb': prefix})
+    extractor = features.Extractor.load({'rgb': prefix}, 'Mixed_5c')
     summary = extractor.run(features.find_videos('clips/'), 'out/feats')
   """
+
+  @classmethod
+  def load(
+      cls, checkpoint_prefixes: Mapping[str, str], endpoint: str, **settings
+  ) -> 'Extractor':
+    """Restores each stream's checkpoint, up to `endpoint`, into a Predictor.
+
+    Args:
+      checkpoint_prefixes: stream -> checkpoint prefix.
+      endpoint: One of i3d.VALID_ENDPOINTS.
+      **settings: window, stride, batch_size, flow_workers as for __init__.
+
+    Returns:
+      The Extractor.
+
+    Raises:
+      checkpoints.CheckpointError: a checkpoint is missing or does not fit.
+    """
+    final_endpoint = (
+        'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
+    )
+    predictors = inference.load_predictors(checkpoint_prefixes, final_endpoint)
+    return cls(predictors, checkpoint_prefixes, endpoint=endpoint, **settings)
 
   def __init__(
       self,
