@@ -187,6 +187,19 @@ def _check_endpoint(
     )
 
 
+def release_batch_norm(
+    decay_rate: float = BN_DECAY, eps: float = BN_EPS
+) -> snt.BatchNorm:
+  """Sonnet 1's snt.BatchNorm() as the release used it: offset only."""
+  return snt.BatchNorm(
+      create_scale=False,
+      create_offset=True,
+      decay_rate=decay_rate,
+      eps=eps,
+      name='batch_norm',
+  )
+
+
 class Unit3D(snt.Module):
   """Conv3D ('SAME', no bias) -> Sonnet-1-style BatchNorm -> activation."""
 
@@ -215,16 +228,7 @@ class Unit3D(snt.Module):
         with_bias=use_bias,
         name='conv_3d',
     )
-    self.batch_norm = None
-    if use_batch_norm:
-      # Sonnet 1's snt.BatchNorm() as the release used it: offset only.
-      self.batch_norm = snt.BatchNorm(
-          create_scale=False,
-          create_offset=True,
-          decay_rate=BN_DECAY,
-          eps=BN_EPS,
-          name='batch_norm',
-      )
+    self.batch_norm = release_batch_norm() if use_batch_norm else None
 
   def __call__(
       self, inputs: tf.Tensor, is_training: bool, padding: str = 'SAME'

@@ -112,14 +112,8 @@ class Unit2D(snt.Module):
         name='conv_2d',
     )
     self.batch_norm = None
-    if use_batch_norm:
-      self.batch_norm = snt.BatchNorm(
-          create_scale=False,
-          create_offset=True,
-          decay_rate=BN_DECAY,
-          eps=BN_EPS,
-          name='batch_norm',
-      )
+    if use_batch_norm:  # slim's decay, not the release's.
+      self.batch_norm = i3d.release_batch_norm(BN_DECAY, BN_EPS)
     self.activation = activation
 
   def __call__(
