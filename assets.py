@@ -377,10 +377,17 @@ class Resolved:
   prefixes: Dict[str, str]
   label_map: str
   num_classes: int
+  overridden: Tuple[str, ...] = ()
 
   @property
   def streams(self) -> Tuple[str, ...]:
     return tuple(self.checkpoints)
+
+  @property
+  def expected_classes(self) -> Optional[int]:
+    """The class count every checkpoint must have; None once one is
+    overridden (a model exported by train.py has its own)."""
+    return None if self.overridden else self.num_classes
 
 
 # Help of the entry points' --rgb_checkpoint and --flow_checkpoint, which
@@ -430,9 +437,11 @@ def resolve(
         ', '.join(names.values()),
     )
   prefixes = {s: checkpoint_prefix(checkpoint_dir, n) for s, n in names.items()}
+  overridden = []
   for stream, prefix in (overrides or {}).items():
     if prefix and stream in prefixes:
       names[stream] = prefixes[stream] = prefix
+      overridden.append(stream)
   return Resolved(
       eval_type=eval_type,
       imagenet_pretrained=used,
@@ -440,6 +449,7 @@ def resolve(
       prefixes=prefixes,
       label_map=label_map_for(eval_type),
       num_classes=_EVAL_CLASSES[eval_type],
+      overridden=tuple(overridden),
   )
 
 

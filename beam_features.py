@@ -68,7 +68,6 @@ class Settings:
     window: Frames per window.
     stride: Frames between window starts.
     batch_size: Windows per forward pass.
-    inference_path: One of inference.PATHS.
     flow_workers: Processes for TV-L1 per worker; None = all cores.
     num_threads: TensorFlow intra-op threads per worker; None = all cores.
   """
@@ -78,7 +77,6 @@ class Settings:
   window: int = features.DEFAULT_WINDOW
   stride: int = features.DEFAULT_STRIDE
   batch_size: int = features.DEFAULT_BATCH_SIZE
-  inference_path: str = inference.DEFAULT_PATH
   flow_workers: Optional[int] = None
   num_threads: Optional[int] = None
 
@@ -218,7 +216,6 @@ class ExtractDoFn(beam.DoFn):
     predictors = inference.load_predictors(
         prefixes,
         final_endpoint='Logits' if head else s.endpoint,
-        path=s.inference_path,
     )
     self._extractor = features.Extractor(
         predictors,

@@ -14,8 +14,9 @@ extensions (AVX2, AVX-512, AVX512_BF16, AMX) and whether TensorFlow's oneDNN
 kernels are on (runtime.setup turns them on unless TF_ENABLE_ONEDNN_OPTS is
 set; `TF_ENABLE_ONEDNN_OPTS=0 python benchmark.py` measures without).
 
-Modes: 'eager' calls the module eagerly; the others are inference.PATHS
-('plain' is the module in a traced tf.function, 'fast' folds BatchNorm).
+Modes: 'eager' calls the module eagerly; the others are inference.MODES
+('plain' runs the module's units in a traced tf.function, 'fast' folds
+BatchNorm).
 Clips longer than `--chunk_frames` are streamed in chunks (marked in the
 table). The long-video rows stream a synthetic video of
 `--long_video_seconds` at `--fps` through Predictor.logits_stream and show
@@ -72,7 +73,7 @@ _MODES = flags.DEFINE_multi_enum(
     'modes',
     None,
     ['eager', 'plain', 'fast'],
-    'Computation modes: eager, and the inference.PATHS; all when unset.',
+    'Computation modes: eager, and the inference.MODES; all when unset.',
 )
 _BATCH = flags.DEFINE_integer('batch', 1, 'Clips per call.')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed calls first.')
@@ -499,7 +500,7 @@ def main(argv):
     return
   import inference  # pylint: disable=g-import-not-at-top
 
-  modes = _MODES.value or ['eager', *inference.PATHS]
+  modes = _MODES.value or ['eager', *inference.MODES]
   frames = [int(f) for f in _FRAMES.value]
   seconds = [float(s) for s in _LONG_SECONDS.value]
   common = {'threads': _THREADS.value, 'chunk_frames': _CHUNK_FRAMES.value}

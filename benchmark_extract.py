@@ -99,12 +99,6 @@ _CHECKPOINT_DIR = flags.DEFINE_string(
     'Folder of release checkpoints as <name>/model.ckpt.*; default: write '
     'synthetic ones to a temporary folder.',
 )
-_INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path',
-    inference.DEFAULT_PATH,
-    list(inference.PATHS),
-    'How to run the network (see inference.py).',
-)
 _FLOW_WORKERS = flags.DEFINE_integer(
     'flow_workers',
     None,
@@ -178,23 +172,15 @@ def main(argv: Sequence[str]) -> None:
 
     endpoint = _ENDPOINT.value
     begin = time.perf_counter()
-    predictors = inference.load_predictors(
+    extractor = features.Extractor.load(
         prefixes,
-        final_endpoint=(
-            'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
-        ),
-        path=_INFERENCE_PATH.value,
-    )
-    load_s = time.perf_counter() - begin
-    extractor = features.Extractor(
-        predictors,
-        prefixes,
-        endpoint=endpoint,
+        endpoint,
         window=_WINDOW.value,
         stride=_STRIDE.value,
         batch_size=_BATCH_SIZE.value,
         flow_workers=_FLOW_WORKERS.value,
     )
+    load_s = time.perf_counter() - begin
 
     begin = time.perf_counter()
     extractor.extract(videos[0].path)
@@ -247,7 +233,7 @@ def main(argv: Sequence[str]) -> None:
           'window': _WINDOW.value,
           'stride': _STRIDE.value,
           'batch_size': _BATCH_SIZE.value,
-          'inference_path': _INFERENCE_PATH.value,
+          'inference_mode': inference.DEFAULT_MODE,
           'checkpoints': 'synthetic'
           if _CHECKPOINT_DIR.value is None
           else _CHECKPOINT_DIR.value,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import (
     Callable,
     Dict,
@@ -48,6 +47,7 @@ import sonnet as snt
 import tensorflow as tf
 
 import assets
+import fileio
 import i3d
 
 
@@ -493,21 +493,15 @@ def write_tensors(prefix: str, tensors: Mapping[str, np.ndarray]) -> None:
   renamed into place, the index last, so an interrupted save leaves no file
   that looks finished.
   """
-  folder = os.path.dirname(os.path.abspath(prefix))
-  os.makedirs(folder, exist_ok=True)
+  folder, base = os.path.split(os.path.abspath(prefix))
   names = sorted(tensors)
-  with tempfile.TemporaryDirectory(dir=folder, prefix='.tmp-ckpt-') as tmp:
-    tmp_prefix = os.path.join(tmp, 'ckpt')
+  with fileio.atomic_files(folder, last=base + '.index') as tmp:
     tf.raw_ops.SaveV2(
-        prefix=tmp_prefix,
+        prefix=os.path.join(tmp, base),
         tensor_names=names,
         shape_and_slices=[''] * len(names),
         tensors=[tf.constant(tensors[n]) for n in names],
     )
-    data = [f for f in os.listdir(tmp) if f.startswith('ckpt.data-')]
-    for f in sorted(data):
-      os.replace(os.path.join(tmp, f), prefix + f[len('ckpt') :])
-    os.replace(tmp_prefix + '.index', prefix + '.index')
 
 
 def save(model: i3d.InceptionI3d, prefix: str, layout: str) -> None:

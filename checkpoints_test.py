@@ -318,11 +318,7 @@ class StrictnessTest(tf.test.TestCase):
       checkpoints.write_tensors(prefix, {'bad': object()})
     self.assertEqual(open(prefix + '.index', 'rb').read(), before)
     self.assertEqual(
-        [
-            f
-            for f in os.listdir(os.path.dirname(prefix))
-            if f.startswith('.tmp')
-        ],
+        [f for f in os.listdir(os.path.dirname(prefix)) if f.startswith('.')],
         [],
     )
     shutil.rmtree(os.path.dirname(prefix))

@@ -394,14 +394,14 @@ def clip_logits(
 def _labels_and_predictors(
     resolved: assets.Resolved,
     label_map: str,
-    inference_path: str,
+    inference_mode: str,
     chunk_frames: Optional[int] = None,
 ):
   predictors = inference.load_predictors(
       resolved.prefixes,
-      path=inference_path,
+      mode=inference_mode,
       chunk_frames=chunk_frames,
-      num_classes=resolved.num_classes,
+      num_classes=resolved.expected_classes,
   )
   # The loaded models' class count: an override checkpoint (a model exported
   # by train.py) has its own, which its label map must match.
@@ -418,7 +418,7 @@ def classify_video(
     label_maps: Mapping[str, str],
     start: Optional[float] = None,
     end: Optional[float] = None,
-    inference_path: str = inference.DEFAULT_PATH,
+    inference_mode: str = inference.DEFAULT_MODE,
     chunk_frames: Optional[int] = None,
     workers: Optional[int] = None,
     progress: bool = False,
@@ -434,7 +434,7 @@ def classify_video(
     label_maps: 'kinetics400' and 'kinetics600' -> label map path.
     start: Clip start in seconds, or None.
     end: Clip end in seconds, or None.
-    inference_path: One of inference.PATHS.
+    inference_mode: One of inference.MODES; 'plain' checks 'fast' in tests.
     chunk_frames: Frames per streamed chunk; see inference.make_predictor.
     workers: Processes for TV-L1; None = all cores.
     progress: Show a progress bar over the frames of a streamed clip.
@@ -458,7 +458,7 @@ def classify_video(
   )
   info = video.probe(video_path)  # A bad file fails before the models load.
   labels, predictors = _labels_and_predictors(
-      resolved, label_map, inference_path, chunk_frames
+      resolved, label_map, inference_mode, chunk_frames
   )
   result = clip_logits(
       predictors,
@@ -489,7 +489,7 @@ def classify_video(
           'duration_s': info.duration,
           'codec': info.codec,
       },
-      'inference_path': inference_path,
+      'inference_mode': inference_mode,
   }
   return Classification(sum(result.logits.values()), labels, details)
 
@@ -500,7 +500,7 @@ def classify_arrays(
     checkpoint_dir: str,
     samples: Mapping[str, str],
     label_maps: Mapping[str, str],
-    inference_path: str = inference.DEFAULT_PATH,
+    inference_mode: str = inference.DEFAULT_MODE,
     checkpoint_overrides: Optional[Mapping[str, str]] = None,
     allow_out_of_range: bool = False,
 ) -> Classification:
@@ -512,7 +512,7 @@ def classify_arrays(
     checkpoint_dir: Folder of <name>/model.ckpt checkpoints.
     samples: Stream -> .npy of float32 [1, T, 224, 224, C] in [-1, 1].
     label_maps: 'kinetics400' and 'kinetics600' -> label map path.
-    inference_path: One of inference.PATHS.
+    inference_mode: One of inference.MODES; 'plain' checks 'fast' in tests.
     checkpoint_overrides: Stream -> checkpoint prefix; see assets.resolve.
     allow_out_of_range: Accept finite inputs far outside [-1, 1].
 
@@ -548,7 +548,7 @@ def classify_arrays(
         + ', '.join(f'{s} {list(v)}' for s, v in shapes.items())
     )
   labels, predictors = _labels_and_predictors(
-      resolved, label_map, inference_path
+      resolved, label_map, inference_mode
   )
   total = sum(
       predictor.logits(arrays[stream])
@@ -558,6 +558,6 @@ def classify_arrays(
       'eval_type': eval_type,
       'streams': list(predictors),
       'checkpoints': dict(resolved.checkpoints),
-      'inference_path': inference_path,
+      'inference_mode': inference_mode,
   }
   return Classification(total[0], labels, details)

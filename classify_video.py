@@ -119,13 +119,6 @@ _RGB_CHECKPOINT = flags.DEFINE_string(
 _FLOW_CHECKPOINT = flags.DEFINE_string(
     'flow_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['flow']
 )
-_INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path',
-    inference.DEFAULT_PATH,
-    list(inference.PATHS),
-    'How to run the network: "fast" folds BatchNorm into the convolutions '
-    '(same logits to 1e-4); "plain" runs the Sonnet module as built.',
-)
 _START = flags.DEFINE_float(
     'start', None, 'Clip start in seconds; default: the start of the video.'
 )
@@ -217,7 +210,6 @@ def main(argv: Sequence[str]) -> int:
         },
         start=_START.value,
         end=_END.value,
-        inference_path=_INFERENCE_PATH.value,
         chunk_frames=_CHUNK_FRAMES.value,
         workers=_FLOW_WORKERS.value,
         progress=_PROGRESS.value,

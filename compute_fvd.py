@@ -108,13 +108,6 @@ _CHECKPOINT = flags.DEFINE_string(
     os.path.join(_ROOT, fvd.DEFAULT_CHECKPOINT),
     'The rgb_scratch checkpoint prefix (400-class RGB I3D).',
 )
-_INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path',
-    inference.DEFAULT_PATH,
-    list(inference.PATHS),
-    'fast folds BatchNorm into the convolutions (same logits to 1e-4); plain '
-    'runs the Sonnet module as built.',
-)
 _STATS_IN = flags.DEFINE_string(
     'stats_in',
     None,
@@ -211,9 +204,7 @@ def main(argv: Sequence[str]) -> int:
         fvd.load_stats(_STATS_IN.value, protocol) if _STATS_IN.value else None
     )
     inference.configure_threads()
-    embedder = fvd.load_embedder(
-        _CHECKPOINT.value, protocol.resize, _INFERENCE_PATH.value
-    )
+    embedder = fvd.load_embedder(_CHECKPOINT.value, protocol.resize)
     start = time.perf_counter()
     if real is None:
       real = _set_stats(_REAL.value, 'real', protocol, embedder)
@@ -246,7 +237,6 @@ def main(argv: Sequence[str]) -> int:
         'real': _describe(real, _STATS_IN.value or _REAL.value),
         'generated': _describe(generated, _GENERATED.value),
         'checkpoint': _CHECKPOINT.value,
-        'inference_path': _INFERENCE_PATH.value,
         'batch_size': _BATCH_SIZE.value,
         'seconds': round(seconds, 3),
     }

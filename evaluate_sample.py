@@ -105,13 +105,6 @@ _RGB_CHECKPOINT = flags.DEFINE_string(
 _FLOW_CHECKPOINT = flags.DEFINE_string(
     'flow_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['flow']
 )
-_INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path',
-    inference.DEFAULT_PATH,
-    list(inference.PATHS),
-    'How to run the network: "fast" folds BatchNorm into the convolutions '
-    '(same logits to 1e-4); "plain" runs the Sonnet module as built.',
-)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -143,7 +136,6 @@ def main(argv: Sequence[str]) -> int:
         checkpoint_dir,
         samples=samples,
         label_maps=label_maps,
-        inference_path=_INFERENCE_PATH.value,
         checkpoint_overrides={
             'rgb': _RGB_CHECKPOINT.value,
             'flow': _FLOW_CHECKPOINT.value,

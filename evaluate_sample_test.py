@@ -64,7 +64,7 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
       self.reference_logits[name] = model.logits(sample)[0]
     return self.reference_logits[name]
 
-  def _evaluate(self, eval_type, imagenet_pretrained, path='fast'):
+  def _evaluate(self, eval_type, imagenet_pretrained, mode='fast'):
     d = self.data
     result = classification.classify_arrays(
         eval_type,
@@ -78,7 +78,7 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
             'kinetics400': os.path.join(d, 'label_map.txt'),
             'kinetics600': os.path.join(d, 'label_map_600.txt'),
         },
-        inference_path=path,
+        inference_mode=mode,
     )
     return report.format_report(result.logits, result.labels)
 
@@ -110,7 +110,7 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
         self._evaluate('joint', True), self._evaluate('joint', False)
     )
 
-  def test_plain_and_fast_paths_agree(self):
+  def test_plain_and_fast_modes_agree(self):
     fast = testing.parse_report(self._evaluate('rgb', True, 'fast'))
     plain = testing.parse_report(self._evaluate('rgb', True, 'plain'))
     self.assertAllClose(fast[0], plain[0], atol=1e-3)

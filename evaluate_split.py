@@ -149,13 +149,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
     'Where metrics.json, predictions.csv, confusion.png '
     'and per_video.jsonl go.',
 )
-_INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path',
-    inference.DEFAULT_PATH,
-    list(inference.PATHS),
-    'fast folds BatchNorm into the convolutions (same logits to 1e-4); plain '
-    'runs the Sonnet module as built.',
-)
 _CHUNK_FRAMES = flags.DEFINE_integer(
     'chunk_frames',
     inference.DEFAULT_CHUNK_FRAMES,
@@ -260,7 +253,7 @@ def main(argv: Sequence[str]) -> int:
           dataset.examples[: _MAX_VIDEOS.value], dataset.class_names
       )
     predictors = inference.load_predictors(
-        prefixes, path=_INFERENCE_PATH.value, chunk_frames=_CHUNK_FRAMES.value
+        prefixes, chunk_frames=_CHUNK_FRAMES.value
     )
     num_classes = next(iter(predictors.values())).model.num_classes
     model_classes = report.load_labels(label_map, num_classes)

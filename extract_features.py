@@ -118,13 +118,6 @@ _RGB_CHECKPOINT = flags.DEFINE_string(
 _FLOW_CHECKPOINT = flags.DEFINE_string(
     'flow_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['flow']
 )
-_INFERENCE_PATH = flags.DEFINE_enum(
-    'inference_path',
-    inference.DEFAULT_PATH,
-    list(inference.PATHS),
-    'How to run the network: "fast" folds BatchNorm into the convolutions '
-    '(same features to 1e-4); "plain" runs the Sonnet module as built.',
-)
 _FLOW_WORKERS = flags.DEFINE_integer(
     'flow_workers',
     None,
@@ -185,26 +178,18 @@ def main(argv: Sequence[str]) -> int:
   inference.configure_threads()
   endpoint = _ENDPOINT.value
   try:
-    predictors = inference.load_predictors(
+    extractor = features.Extractor.load(
         prefixes,
-        final_endpoint=(
-            'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
-        ),
-        path=_INFERENCE_PATH.value,
-        num_classes=resolved.num_classes,
+        endpoint,
+        num_classes=resolved.expected_classes,
+        window=_WINDOW.value,
+        stride=_STRIDE.value,
+        batch_size=_BATCH_SIZE.value,
+        flow_workers=_FLOW_WORKERS.value,
     )
   except checkpoints.CheckpointError as e:
     print(f'extract_features: error: {e}', file=sys.stderr)
     return 1
-  extractor = features.Extractor(
-      predictors,
-      prefixes,
-      endpoint=endpoint,
-      window=_WINDOW.value,
-      stride=_STRIDE.value,
-      batch_size=_BATCH_SIZE.value,
-      flow_workers=_FLOW_WORKERS.value,
-  )
   summary = extractor.run(
       videos,
       _OUTPUT_DIR.value,

@@ -4,7 +4,7 @@ r"""extract_features.py as an Apache Beam pipeline: same flags, same outputs.
 
 takes every flag of extract_features.py (--inputs, --output_dir, --streams,
 --endpoint, --window, --stride, --batch_size, --imagenet_pretrained,
---checkpoint_dir, --inference_path, --flow_workers) and writes the same
+--checkpoint_dir, --flow_workers) and writes the same
 files; anything it does not know (--runner=..., --project=...) goes to
 Beam's PipelineOptions. Without --runner it uses the DirectRunner in
 multi-processing mode with --num_workers processes (default: one per core).
@@ -140,7 +140,6 @@ def main(argv: Sequence[str]) -> int:
       window=FLAGS.window,
       stride=FLAGS.stride,
       batch_size=FLAGS.batch_size,
-      inference_path=FLAGS.inference_path,
       flow_workers=FLAGS.flow_workers,
       num_threads=num_threads,
   )

@@ -487,10 +487,40 @@ class Extractor:
 
   Usage:
 
-    predictors = inference.load_predictors({'rgb': prefix}, 'Mixed_5c')
-    extractor = features.Extractor(predictors, {'rgb': prefix})
+    extractor = features.Extractor.load({'rgb': prefix}, 'Mixed_5c')
     summary = extractor.run(features.find_videos('clips/'), 'out/feats')
   """
+
+  @classmethod
+  def load(
+      cls,
+      checkpoint_prefixes: Mapping[str, str],
+      endpoint: str,
+      num_classes: Optional[int] = None,
+      **settings,
+  ) -> 'Extractor':
+    """Restores each stream's checkpoint, up to `endpoint`, into a Predictor.
+
+    Args:
+      checkpoint_prefixes: stream -> checkpoint prefix.
+      endpoint: One of i3d.VALID_ENDPOINTS.
+      num_classes: The classes every checkpoint must have, or None for any
+        (see inference.load_predictors).
+      **settings: window, stride, batch_size, flow_workers as for __init__.
+
+    Returns:
+      The Extractor.
+
+    Raises:
+      checkpoints.CheckpointError: a checkpoint is missing or does not fit.
+    """
+    final_endpoint = (
+        'Logits' if endpoint in inference.HEAD_ENDPOINTS else endpoint
+    )
+    predictors = inference.load_predictors(
+        checkpoint_prefixes, final_endpoint, num_classes=num_classes
+    )
+    return cls(predictors, checkpoint_prefixes, endpoint=endpoint, **settings)
 
   def __init__(
       self,
@@ -636,7 +666,7 @@ class Extractor:
         'frame_size': list(clip.frame_size),
         'crop_offset': list(clip.crop_offset),
         'preprocessing': PREPROCESSING,
-        'inference_path': next(iter(self.predictors.values())).path,
+        'inference_mode': next(iter(self.predictors.values())).mode,
     }
 
   # ---- many videos, resumable ----------------------------------------------

@@ -17,6 +17,8 @@ Usage:
     figure.savefig(tmp)
   with fileio.atomic_folder('export/1') as tmp:   # A folder, renamed at once.
     tf.saved_model.save(module, tmp)
+  with fileio.atomic_files('ckpt', last='model.ckpt.index') as tmp:
+    write_checkpoint(os.path.join(tmp, 'model.ckpt'))  # Several files, index last.
 """
 
 from __future__ import annotations
@@ -208,3 +210,42 @@ def atomic_folder(path: PathLike, overwrite: bool = False) -> Iterator[str]:
   finally:
     if os.path.exists(temp):
       _remove(temp)
+
+
+@contextlib.contextmanager
+def atomic_files(folder: PathLike, last: str) -> Iterator[str]:
+  """A temporary folder whose files are renamed into `folder` on success.
+
+  For a set of files that is only whole when all are there, such as a
+  checkpoint's data and index: the block writes them into the temporary
+  folder, and each file in it is then renamed to the same name in `folder`,
+  `last` after all the others, so a reader that looks for `last` never sees
+  a partial set. On an exception nothing is renamed and the temporary
+  folder is removed.
+
+  Args:
+    folder: The destination folder; created if needed.
+    last: The name of the file renamed last; the block must write it.
+
+  Yields:
+    The temporary folder, inside `folder`.
+
+  Raises:
+    FileNotFoundError: if the block did not write `last`.
+  """
+  folder = os.path.abspath(os.fspath(folder))
+  os.makedirs(folder, exist_ok=True)
+  temp = _temp_name(os.path.join(folder, last))
+  os.mkdir(temp, 0o777)
+  try:
+    yield temp
+    names = sorted(os.listdir(temp))
+    if last not in names:
+      raise FileNotFoundError(
+          f'`last` {last!r} was not written; got {names} in the temporary '
+          'folder.'
+      )
+    for name in sorted(names, key=lambda n: n == last):
+      os.replace(os.path.join(temp, name), os.path.join(folder, name))
+  finally:
+    _remove(temp)

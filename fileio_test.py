@@ -114,6 +114,42 @@ class FolderTest(testing.TempDirMixin, parameterized.TestCase):
     self.assertEqual(os.listdir(out), ['new.txt'])
     self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith('.')], [])
 
+  def test_atomic_files_renames_last_after_the_others(self):
+    out = self.path('ckpt')
+    renamed = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+      renamed.append(os.path.basename(dst))
+      real_replace(src, dst)
+
+    with mock.patch.object(os, 'replace', replace):
+      with fileio.atomic_files(out, last='m.index') as temp:
+        for name in ('m.index', 'm.data-0', 'z.data-1'):
+          with open(os.path.join(temp, name), 'w') as f:
+            f.write(name)
+    self.assertEqual(renamed, ['m.data-0', 'z.data-1', 'm.index'])
+    self.assertEqual(
+        sorted(os.listdir(out)), ['m.data-0', 'm.index', 'z.data-1']
+    )
+    with open(os.path.join(out, 'z.data-1')) as f:
+      self.assertEqual(f.read(), 'z.data-1')
+
+  def test_atomic_files_failure_renames_nothing(self):
+    out = self.path('failed')
+    with self.assertRaisesRegex(RuntimeError, 'write failed'):
+      with fileio.atomic_files(out, last='m.index') as temp:
+        open(os.path.join(temp, 'm.data-0'), 'w').close()
+        raise RuntimeError('write failed')
+    self.assertEqual(os.listdir(out), [])
+
+  def test_atomic_files_without_last(self):
+    out = self.path('nolast')
+    with self.assertRaisesRegex(FileNotFoundError, r"`last` 'm.index'.*m.data"):
+      with fileio.atomic_files(out, last='m.index') as temp:
+        open(os.path.join(temp, 'm.data-0'), 'w').close()
+    self.assertEqual(os.listdir(out), [])
+
 
 if __name__ == '__main__':
   absltest.main()

@@ -311,7 +311,7 @@ class Embedder:
 def load_embedder(
     checkpoint: str = DEFAULT_CHECKPOINT,
     resize: str = 'legacy',
-    path: str = inference.DEFAULT_PATH,
+    mode: str = inference.DEFAULT_MODE,
 ) -> Embedder:
   """Restores rgb_scratch (or another 400-class RGB checkpoint).
 
@@ -320,7 +320,7 @@ def load_embedder(
     FVDError: a checkpoint that is not a 400-class RGB I3D.
   """
   model = checkpoints.load_model(checkpoint)
-  return Embedder(inference.make_predictor(model, path=path), resize)
+  return Embedder(inference.make_predictor(model, mode=mode), resize)
 
 
 # --------------------------------------------------------------------------

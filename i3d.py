@@ -15,7 +15,17 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+import functools
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 import runtime  # pylint: disable=g-bad-import-order
 
@@ -177,6 +187,19 @@ def _check_endpoint(
     )
 
 
+def release_batch_norm(
+    decay_rate: float = BN_DECAY, eps: float = BN_EPS
+) -> snt.BatchNorm:
+  """Sonnet 1's snt.BatchNorm() as the release used it: offset only."""
+  return snt.BatchNorm(
+      create_scale=False,
+      create_offset=True,
+      decay_rate=decay_rate,
+      eps=eps,
+      name='batch_norm',
+  )
+
+
 class Unit3D(snt.Module):
   """Conv3D ('SAME', no bias) -> Sonnet-1-style BatchNorm -> activation."""
 
@@ -205,19 +228,31 @@ class Unit3D(snt.Module):
         with_bias=use_bias,
         name='conv_3d',
     )
-    self.batch_norm = None
-    if use_batch_norm:
-      # Sonnet 1's snt.BatchNorm() as the release used it: offset only.
-      self.batch_norm = snt.BatchNorm(
-          create_scale=False,
-          create_offset=True,
-          decay_rate=BN_DECAY,
-          eps=BN_EPS,
-          name='batch_norm',
-      )
+    self.batch_norm = release_batch_norm() if use_batch_norm else None
 
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    net = self.conv_3d(inputs)
+  def __call__(
+      self, inputs: tf.Tensor, is_training: bool, padding: str = 'SAME'
+  ) -> tf.Tensor:
+    """Runs the unit.
+
+    Args:
+      inputs: [B, T, H, W, C].
+      is_training: whether BatchNorm uses (and updates) batch statistics.
+      padding: 'SAME' as built, or 'VALID' for inputs a caller has padded
+        itself (streaming.py pads time with carried frames); the variables
+        must exist already for 'VALID'.
+
+    Returns:
+      The unit's output.
+    """
+    if padding == 'SAME':
+      net = self.conv_3d(inputs)
+    else:
+      net = tf.nn.conv3d(
+          inputs, self.conv_3d.w, [1, *self.stride, 1], padding=padding
+      )
+      if self.use_bias:
+        net = tf.nn.bias_add(net, self.conv_3d.b)
     if self.batch_norm is not None:
       net = self.batch_norm(
           net, is_training=is_training, test_local_stats=False
@@ -236,7 +271,7 @@ def max_pool(
 
 
 class Mixed(snt.Module):
-  """One Inception block, built from a MixedSpec."""
+  """One Inception block's units, built from a MixedSpec; run_trunk runs it."""
 
   def __init__(self, spec: MixedSpec):
     super().__init__(name=spec.name)
@@ -247,17 +282,188 @@ class Mixed(snt.Module):
       with tf.name_scope(branch):
         self.units[path] = Unit3D(channels, kernel, name=unit_name)
 
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    u = self.units
-    spec = self.spec
-    b0 = u['Branch_0/Conv3d_0a_1x1'](inputs, is_training)
-    b1 = u['Branch_1/Conv3d_0a_1x1'](inputs, is_training)
-    b1 = u['Branch_1/Conv3d_0b_3x3'](b1, is_training)
-    b2 = u['Branch_2/Conv3d_0a_1x1'](inputs, is_training)
-    b2 = u[f'Branch_2/{spec.b2_conv_name}'](b2, is_training)
-    b3 = max_pool(inputs, (3, 3, 3), (1, 1, 1))
-    b3 = u['Branch_3/Conv3d_0b_1x1'](b3, is_training)
-    return tf.concat([b0, b1, b2, b3], axis=4)
+
+# --------------------------------------------------------------------------
+# The one forward pass: the layer walk and the Logits head, parameterised by
+# how a unit is computed (`Units`) and how time is padded (`TimePadding`).
+
+
+def trunk_endpoint(endpoint: str) -> str:
+  """The trunk layer an endpoint is computed from: Mixed_5c for the head."""
+  _check_endpoint('endpoint', endpoint)
+  if VALID_ENDPOINTS.index(endpoint) > VALID_ENDPOINTS.index('Mixed_5c'):
+    return 'Mixed_5c'
+  return endpoint
+
+
+def reduce_paths(spec: MixedSpec) -> Tuple[str, str, str]:
+  """The block's three 1x1x1 convs that read the block input."""
+  return (
+      f'{spec.name}/Branch_0/Conv3d_0a_1x1',
+      f'{spec.name}/Branch_1/Conv3d_0a_1x1',
+      f'{spec.name}/Branch_2/Conv3d_0a_1x1',
+  )
+
+
+class Units(Protocol):
+  """How run_trunk computes a unit, by its release path."""
+
+  def unit(self, path: str, x: tf.Tensor, padding: str = 'SAME') -> tf.Tensor:
+    """The unit at `path` on `x`; `padding` as Unit3D.__call__'s."""
+
+  def reduces(self, spec: MixedSpec, x: tf.Tensor) -> Sequence[tf.Tensor]:
+    """The outputs of the reduce_paths(spec) units on the block input."""
+
+
+class ModuleUnits:
+  """Units computed by the module's own Unit3Ds: conv, BatchNorm, ReLU."""
+
+  def __init__(self, units: Dict[str, Unit3D], is_training: bool):
+    self._units = units
+    self._is_training = is_training
+
+  def unit(self, path: str, x: tf.Tensor, padding: str = 'SAME') -> tf.Tensor:
+    return self._units[path](x, self._is_training, padding=padding)
+
+  def reduces(self, spec: MixedSpec, x: tf.Tensor) -> Sequence[tf.Tensor]:
+    return tuple(self.unit(p, x) for p in reduce_paths(spec))
+
+
+class SameTime:
+  """Time padding of a whole clip: 'SAME' in time as in space.
+
+  streaming.py has the other kind: 'VALID' in time with carried frames.
+  """
+
+  def begin(self, layer_index: int) -> None:
+    """Called before each LAYER_SPECS row."""
+    del layer_index
+
+  def conv(
+      self,
+      unit: Callable[[tf.Tensor, str], tf.Tensor],
+      x: tf.Tensor,
+      kernel: Sequence[int],
+      stride: Sequence[int],
+  ) -> tf.Tensor:
+    """`unit(x, padding)` for a unit of this kernel and stride."""
+    del kernel, stride
+    return unit(x, 'SAME')
+
+  def pool(
+      self, x: tf.Tensor, kernel: Sequence[int], stride: Sequence[int]
+  ) -> tf.Tensor:
+    return max_pool(x, kernel, stride)
+
+  def concat(self, branches: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Joins a block's four branches on channels."""
+    return tf.concat(branches, axis=4)
+
+
+def run_trunk(
+    units: Units,
+    x: tf.Tensor,
+    final_endpoint: str,
+    time: Optional[SameTime] = None,
+) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
+  """Runs the LAYER_SPECS rows up to `final_endpoint` (at most Mixed_5c).
+
+  Args:
+    units: how a unit is computed: ModuleUnits, or inference.FoldedI3D.
+    x: [B, T, H, W, C].
+    final_endpoint: a trunk endpoint, Conv3d_1a_7x7 to Mixed_5c.
+    time: how time is padded; SameTime() when None.
+
+  Returns:
+    (output at final_endpoint, dict of every endpoint computed).
+  """
+  time = time or SameTime()
+  end_points = {}
+  for index, spec in enumerate(LAYER_SPECS):
+    time.begin(index)
+    if isinstance(spec, ConvSpec):
+      x = time.conv(
+          functools.partial(units.unit, spec.name), x, spec.kernel, spec.stride
+      )
+    elif isinstance(spec, PoolSpec):
+      x = time.pool(x, spec.kernel, spec.stride)
+    else:
+      b0, b1, b2 = units.reduces(spec, x)
+      b1 = time.conv(
+          functools.partial(units.unit, f'{spec.name}/Branch_1/Conv3d_0b_3x3'),
+          b1,
+          (3, 3, 3),
+          (1, 1, 1),
+      )
+      b2 = time.conv(
+          functools.partial(
+              units.unit, f'{spec.name}/Branch_2/{spec.b2_conv_name}'
+          ),
+          b2,
+          (3, 3, 3),
+          (1, 1, 1),
+      )
+      b3 = time.pool(x, (3, 3, 3), (1, 1, 1))
+      b3 = units.unit(f'{spec.name}/Branch_3/Conv3d_0b_1x1', b3)
+      x = time.concat([b0, b1, b2, b3])
+    end_points[spec.name] = x
+    if spec.name == final_endpoint:
+      return x, end_points
+  raise ValueError(
+      f'`final_endpoint` must be a trunk endpoint, '
+      f'{LAYER_SPECS[0].name} to {LAYER_SPECS[-1].name}; got {final_endpoint!r}.'
+  )
+
+
+def logits_pool(mixed_5c: tf.Tensor) -> tf.Tensor:
+  """The head's [2,7,7] 'VALID' average pool of the Mixed_5c features."""
+  return tf.nn.avg_pool3d(
+      mixed_5c, [1, *LOGITS_POOL, 1], [1, 1, 1, 1, 1], 'VALID'
+  )
+
+
+def logits_head(
+    logits_unit: Callable[[tf.Tensor], tf.Tensor],
+    pooled: tf.Tensor,
+    spatial_squeeze: bool,
+    per_time: bool = False,
+    dropout_keep_prob: Union[float, tf.Tensor] = 1.0,
+    dropout_seed: Optional[tf.Tensor] = None,
+) -> tf.Tensor:
+  """Dropout, the 1x1x1 logits conv, squeeze and time average.
+
+  Args:
+    logits_unit: computes the 'Logits/Conv3d_0c_1x1' unit.
+    pooled: [B, T', H', W', 1024], the logits_pool-ed Mixed_5c map.
+    spatial_squeeze: whether to squeeze the [1, 1] space of the logits.
+    per_time: return each time position's logits averaged over space,
+      [B, T', classes], instead of the time average.
+    dropout_keep_prob: keep probability of the dropout; as in the release it
+      applies whenever it is below 1.
+    dropout_seed: a [2] int seed for stateless dropout (training.py draws the
+      same masks again when a run resumes); None for tf.nn.dropout.
+
+  Returns:
+    [B, num_classes] logits averaged over T' ([B, H', W', classes] when not
+    squeezed; [B, T', classes] when per_time).
+  """
+  net = pooled
+  if not (
+      isinstance(dropout_keep_prob, (int, float)) and dropout_keep_prob == 1.0
+  ):
+    rate = 1.0 - dropout_keep_prob
+    if dropout_seed is None:
+      net = tf.nn.dropout(net, rate=rate)
+    else:
+      net = tf.nn.experimental.stateless_dropout(
+          net, rate=rate, seed=dropout_seed
+      )
+  logits = logits_unit(net)
+  if per_time:
+    return tf.reduce_mean(logits, [2, 3])
+  if spatial_squeeze:
+    logits = tf.squeeze(logits, [2, 3], name='SpatialSqueeze')
+  return tf.reduce_mean(logits, axis=1)
 
 
 def build_trunk(
@@ -468,23 +674,14 @@ class InceptionI3d(snt.Module):
       net = tf.identity(inputs)
     if self.in_channels is None:
       self.in_channels = inputs.shape[-1]
-    end_points = {}
-    for name, layer in self.layers.items():
-      if isinstance(layer, PoolSpec):
-        net = max_pool(net, layer.kernel, layer.stride)
-      else:
-        net = layer(net, is_training)
-      end_points[name] = net
-      if name == self.final_endpoint:
-        return net, end_points
-
-    net = tf.nn.avg_pool3d(
-        net,
-        ksize=[1, *LOGITS_POOL, 1],
-        strides=[1, 1, 1, 1, 1],
-        padding='VALID',
+    units = ModuleUnits(self.units, is_training)
+    trunk_end = trunk_endpoint(self.final_endpoint)
+    net, end_points = run_trunk(units, net, trunk_end)
+    if self.final_endpoint == trunk_end:
+      return net, end_points
+    net = self.logits_head(
+        logits_pool(net), is_training, dropout_keep_prob, dropout_seed
     )
-    net = self.logits_head(net, is_training, dropout_keep_prob, dropout_seed)
     end_points['Logits'] = net
     if self.final_endpoint == 'Logits':
       return net, end_points
@@ -499,7 +696,7 @@ class InceptionI3d(snt.Module):
       dropout_keep_prob: Union[float, tf.Tensor] = 1.0,
       dropout_seed: Optional[tf.Tensor] = None,
   ) -> tf.Tensor:
-    """Dropout, 1x1x1 conv, squeeze and time average of pooled features.
+    """The module-level logits_head with this module's logits unit.
 
     Args:
       pooled: [B, T', H', W', 1024], the [2,7,7]-pooled Mixed_5c map.
@@ -511,21 +708,13 @@ class InceptionI3d(snt.Module):
       [B, num_classes] logits averaged over T' ([B, H', W', classes] when
       spatial_squeeze is False).
     """
-    net = pooled
-    if not (
-        isinstance(dropout_keep_prob, (int, float)) and dropout_keep_prob == 1.0
-    ):
-      rate = 1.0 - dropout_keep_prob
-      if dropout_seed is None:
-        net = tf.nn.dropout(net, rate=rate)
-      else:
-        net = tf.nn.experimental.stateless_dropout(
-            net, rate=rate, seed=dropout_seed
-        )
-    logits = self.logits_unit(net, is_training=is_training)
-    if self.spatial_squeeze:
-      logits = tf.squeeze(logits, [2, 3], name='SpatialSqueeze')
-    return tf.reduce_mean(logits, axis=1)
+    return logits_head(
+        functools.partial(self.logits_unit, is_training=is_training),
+        pooled,
+        self.spatial_squeeze,
+        dropout_keep_prob=dropout_keep_prob,
+        dropout_seed=dropout_seed,
+    )
 
   def create_variables(self, in_channels: int) -> None:
     """Creates every variable without a full-size forward pass.
@@ -548,9 +737,8 @@ class InceptionI3d(snt.Module):
           f'`in_channels` must be a positive int; got {in_channels!r}.'
       )
     net = tf.zeros([1, 1, 1, 1, in_channels])
-    for layer in self.layers.values():
-      if not isinstance(layer, PoolSpec):
-        net = layer(net, is_training=False)
+    trunk_end = trunk_endpoint(self.final_endpoint)
+    net, _ = run_trunk(ModuleUnits(self.units, False), net, trunk_end)
     if self.logits_unit is not None:
       self.logits_unit(net, is_training=False)
     self.in_channels = in_channels

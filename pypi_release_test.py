@@ -299,9 +299,9 @@ def _model():
 
 
 @functools.lru_cache(maxsize=None)
-def _logits(path):
-  """A whole-clip pass of inference path `path` on _input()."""
-  return inference.make_predictor(_model(), path).logits(_input())
+def _logits(mode):
+  """A whole-clip pass of inference mode `mode` on _input()."""
+  return inference.make_predictor(_model(), mode).logits(_input())
 
 
 @functools.lru_cache(maxsize=None)
@@ -390,8 +390,8 @@ class RealWeightsTest(tf.test.TestCase, parameterized.TestCase):
       self.assertAllEqual(got[name], expected[name], msg=name)
 
   @parameterized.parameters('plain', 'fast')
-  def test_path_equals_numpy_reference(self, path):
-    self.assertAllClose(_logits(path), _reference_logits(), atol=_TOL, rtol=0)
+  def test_mode_equals_numpy_reference(self, mode):
+    self.assertAllClose(_logits(mode), _reference_logits(), atol=_TOL, rtol=0)
 
   def test_streamed_equals_whole_and_numpy_reference(self):
     video = _input()

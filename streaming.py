@@ -19,9 +19,9 @@ must know it from its first frame (inference.Predictor.logits_stream takes
 of T mod 4 == 0 and the last T mod 4 frames are dropped (at most 3).
 
 This module holds the geometry (`same_padding`, `temporal_geometry`,
-`first_chunk_frames`, ...), one chunk of the trunk (`stream_trunk`, run by
-inference.Predictor with its folded units) and the regrouping of frames into
-chunks (`rechunk`).
+`first_chunk_frames`, ...), the time padding of one chunk (`CarriedTime`,
+with which `stream_trunk` runs i3d.run_trunk, the one layer walk) and the
+regrouping of frames into chunks (`rechunk`).
 """
 
 from __future__ import annotations
@@ -49,9 +49,15 @@ def check_endpoint(arg: str, value: str, valid: Sequence[str]) -> None:
 
 
 def spatial_logits_pool(mixed_5c: tf.Tensor) -> tf.Tensor:
-  """The spatial half of the head's [2,7,7] 'VALID' average pool."""
+  """The spatial half of i3d.logits_pool, on each new frame of a stream."""
   k = i3d.LOGITS_POOL
   return tf.nn.avg_pool3d(mixed_5c, [1, 1, k[1], k[2], 1], [1] * 5, 'VALID')
+
+
+def time_logits_pool(spatially_pooled: tf.Tensor) -> tf.Tensor:
+  """The time half of i3d.logits_pool, on a whole stream's spatial pools."""
+  assert i3d.LOGITS_POOL[0] == 2
+  return (spatially_pooled[:, :-1] + spatially_pooled[:, 1:]) * 0.5
 
 
 # --------------------------------------------------------------------------
@@ -245,82 +251,86 @@ def _time_max_pool(seq: tf.Tensor, kernel: int, stride: int) -> tf.Tensor:
   )
 
 
+class CarriedTime(i3d.SameTime):
+  """Time padding of one chunk of a stream: 'VALID' with carried frames.
+
+  Every layer with a time kernel > 1 sees the frames carried from the last
+  chunk, then this chunk's new frames, with the zero frames of `pads` before
+  (first chunk) and after (last chunk); what its next window still needs is
+  carried on. Space stays 'SAME'. Max pools are split into a 'SAME' spatial
+  pool and a 'VALID' time pool (max is separable, so this is exact); their
+  time padding is zeros, which equals 'SAME''s ignored padding because every
+  pool input is a ReLU output. Branch_0 of a block has no time kernel, so it
+  runs ahead of the other three: its newest frames wait in a queue for theirs.
+  """
+
+  def __init__(self, carried: Sequence[tf.Tensor], pads: tf.Tensor):
+    """A chunk's time padding.
+
+    Args:
+      carried: the carried frames, as carry_specs lists them.
+      pads: int32 [num layers, 2], the (before, after) zero frames each
+        LAYER_SPECS row adds this chunk (see time_pads).
+    """
+    self._carried = iter(carried)
+    self._pads = pads
+    self._before = self._after = None
+    self.carry: List[tf.Tensor] = []  # The next chunk's `carried`.
+
+  def begin(self, layer_index: int) -> None:
+    self._before = self._pads[layer_index, 0]
+    self._after = self._pads[layer_index, 1]
+
+  def _window(self, new: tf.Tensor, kernel: int, stride: int) -> tf.Tensor:
+    seq, _, rest = _window(
+        next(self._carried), new, self._before, self._after, kernel, stride
+    )
+    self.carry.append(rest)
+    return seq
+
+  def conv(self, unit, x, kernel, stride):
+    if kernel[0] == 1:
+      return unit(x, 'SAME')
+    seq = self._window(x, kernel[0], stride[0])
+    return unit(_same_pad_spatial(seq, kernel, stride), 'VALID')
+
+  def pool(self, x, kernel, stride):
+    x = i3d.max_pool(x, (1, *kernel[1:]), (1, *stride[1:]))
+    if kernel[0] == 1:
+      return x
+    seq = self._window(x, kernel[0], stride[0])
+    return _time_max_pool(seq, kernel[0], stride[0])
+
+  def concat(self, branches):
+    b0, *others = branches
+    count = tf.shape(others[0])[1]
+    queue = tf.concat([next(self._carried), b0], axis=1)
+    self.carry.append(queue[:, count:])
+    return tf.concat([queue[:, :count], *others], axis=4)
+
+
 def stream_trunk(
-    units,
+    units: i3d.Units,
     x: tf.Tensor,
     carried: Sequence[tf.Tensor],
     pads: tf.Tensor,
     endpoint: str,
 ) -> Tuple[tf.Tensor, List[tf.Tensor]]:
-  """One chunk of the trunk: 'VALID' in time, with carried frames.
-
-  Max pools are split into a 'SAME' spatial pool and a 'VALID' time pool
-  (max is separable, so this is exact); their time padding is zeros, which
-  equals 'SAME''s ignored padding because every pool input is a ReLU output.
+  """One chunk of the trunk: i3d.run_trunk with CarriedTime.
 
   Args:
-    units: _PlainUnits or FoldedI3D.
+    units: how a unit is computed (i3d.ModuleUnits or inference.FoldedI3D).
     x: the chunk's new frames, [B, n, H, W, C].
     carried: the carried frames, as carry_specs lists them.
-    pads: int32 [num layers, 2], the (before, after) zero frames each layer
-      adds this step (see time_pads).
+    pads: see CarriedTime.
     endpoint: the last layer.
 
   Returns:
     (the endpoint's new output frames, the new carried frames).
   """
-  carried = iter(carried)
-  carry = []
-  for li, spec in enumerate(i3d.LAYER_SPECS):
-    before, after = pads[li, 0], pads[li, 1]
-    if isinstance(spec, i3d.ConvSpec):
-      kt, st = spec.kernel[0], spec.stride[0]
-      if kt > 1:
-        seq, _, rest = _window(next(carried), x, before, after, kt, st)
-        carry.append(rest)
-        x = units.unit(
-            spec.name, _same_pad_spatial(seq, spec.kernel, spec.stride), 'VALID'
-        )
-      else:
-        x = units.unit(spec.name, x)
-    elif isinstance(spec, i3d.PoolSpec):
-      kt, st = spec.kernel[0], spec.stride[0]
-      x = i3d.max_pool(x, (1, *spec.kernel[1:]), (1, *spec.stride[1:]))
-      if kt > 1:
-        seq, _, rest = _window(next(carried), x, before, after, kt, st)
-        carry.append(rest)
-        x = _time_max_pool(seq, kt, st)
-    else:
-      b0, b1, b2 = units.reduces(spec, x)
-      b3 = i3d.max_pool(x, (1, 3, 3), (1, 1, 1))
-      # The three kernel-3 branches all pad one frame each side.
-      seq1, count, rest = _window(next(carried), b1, before, after, 3, 1)
-      carry.append(rest)
-      seq2, _, rest = _window(next(carried), b2, before, after, 3, 1)
-      carry.append(rest)
-      seq3, _, rest = _window(next(carried), b3, before, after, 3, 1)
-      carry.append(rest)
-      b1 = units.unit(
-          f'{spec.name}/Branch_1/Conv3d_0b_3x3',
-          _same_pad_spatial(seq1, (3, 3, 3), (1, 1, 1)),
-          'VALID',
-      )
-      b2 = units.unit(
-          f'{spec.name}/Branch_2/{spec.b2_conv_name}',
-          _same_pad_spatial(seq2, (3, 3, 3), (1, 1, 1)),
-          'VALID',
-      )
-      b3 = units.unit(
-          f'{spec.name}/Branch_3/Conv3d_0b_1x1', _time_max_pool(seq3, 3, 1)
-      )
-      # Branch_0 has no time kernel, so it runs ahead of the other three:
-      # its newest frames wait in a queue for theirs.
-      queue = tf.concat([next(carried), b0], axis=1)
-      carry.append(queue[:, count:])
-      x = tf.concat([queue[:, :count], b1, b2, b3], axis=4)
-    if spec.name == endpoint:
-      return x, carry
-  raise AssertionError(endpoint)
+  time = CarriedTime(carried, pads)
+  out, _ = i3d.run_trunk(units, x, endpoint, time)
+  return out, time.carry
 
 
 def carry_specs(endpoint: str, in_channels: int) -> List[Tuple[int, int]]:
