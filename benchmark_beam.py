@@ -11,10 +11,9 @@ measures its fixed cost: start-up, model loading and, for Beam, starting the
 runner and its worker processes. Overhead = Beam's wall time minus the
 single-machine one on the same videos. Synthetic checkpoints (same speed as
 the real ones). Needs apache-beam (run it with .venv-beam/bin/python); run it
-under `flock /work/bench.lock` on a shared machine. The load average before
-and after is recorded.
+alone on the machine. The load average before and after is recorded.
 
-  flock /work/bench.lock .venv-beam/bin/python benchmark_beam.py \
+  .venv-beam/bin/python benchmark_beam.py \
       --videos=12 --json_out=benchmarks/benchmark_beam_cpu.json
 """
 

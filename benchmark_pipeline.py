@@ -5,7 +5,7 @@ of `--num_frames`-frame training clips for the rgb and flow streams, decoded
 every time or read from a filled clip_cache, after one warm-up batch. Prints
 a table and writes JSON with the machine's load average.
 
-  flock /work/bench.lock python benchmark_pipeline.py \
+  python benchmark_pipeline.py \
       --json_out=benchmarks/benchmark_pipeline.json
 """
 

@@ -8,8 +8,8 @@ module in a traced tf.function, as inference's 'plain' path). Reports clips/s
 of both and their ratio; the goal is a training step at most 3.5x the
 forward cost. Prints a table and writes JSON.
 
-  flock /work/bench.lock python benchmark_training.py
-  flock /work/bench.lock python benchmark_training.py --batches=1 --frames=16
+  python benchmark_training.py
+  python benchmark_training.py --batches=1 --frames=16
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def main(argv: Sequence[str]) -> int:
       'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
       'device': 'cpu',
       'cpus': os.cpu_count(),
-      'command': 'flock /work/bench.lock python benchmark_training.py '
+      'command': 'python benchmark_training.py '
       f'--frames={_FRAMES.value} '
       f'--batches={",".join(_BATCHES.value)} '
       f'--warmup={_WARMUP.value} --iters={_ITERS.value}',
