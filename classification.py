@@ -222,6 +222,7 @@ def clip_logits(
     end: Optional[float] = None,
     workers: Optional[int] = None,
     progress: bool = False,
+    flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
 ) -> ClipLogits:
   """Each stream's logits of a whole clip, from one decoding pass.
 
@@ -240,6 +241,7 @@ def clip_logits(
     end: Clip end in seconds, or None.
     workers: Processes for TV-L1; None = all cores.
     progress: Show a tqdm bar on stderr over the frames of a streamed clip.
+    flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
 
   Returns:
     A ClipLogits.
@@ -250,7 +252,14 @@ def clip_logits(
   """
   streams = recipe.check_streams(list(predictors))
   chunk = min(predictors[s].chunk_frames for s in streams)
-  clip = recipe.Clip(path, streams, start=start, end=end, workers=workers)
+  clip = recipe.Clip(
+      path,
+      streams,
+      start=start,
+      end=end,
+      workers=workers,
+      flow_backend=flow_backend,
+  )
   frames = recipe.prefetch(clip, PREFETCH_FRAMES)
   try:
     head = list(itertools.islice(frames, chunk + 1))
@@ -323,6 +332,7 @@ def classify_video(
     chunk_frames: Optional[int] = None,
     workers: Optional[int] = None,
     progress: bool = False,
+    flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
 ) -> Classification:
   """Classifies one video clip, streaming long ones in bounded memory.
 
@@ -338,6 +348,7 @@ def classify_video(
     chunk_frames: Frames per streamed chunk; see inference.make_predictor.
     workers: Processes for TV-L1; None = all cores.
     progress: Show a progress bar over the frames of a streamed clip.
+    flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
 
   Returns:
     A Classification.
@@ -364,6 +375,7 @@ def classify_video(
       end=end,
       workers=workers,
       progress=progress,
+      flow_backend=flow_backend,
   )
   details = {
       'video': os.path.abspath(video_path),

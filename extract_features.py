@@ -50,6 +50,7 @@ import checkpoints
 import features
 import i3d
 import inference
+import recipe
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -120,6 +121,13 @@ _FLOW_WORKERS = flags.DEFINE_integer(
     None,
     'Processes for TV-L1 flow; default: all cores.',
     lower_bound=1,
+)
+_FLOW_BACKEND = flags.DEFINE_enum(
+    'flow_backend',
+    recipe.DEFAULT_FLOW_BACKEND,
+    recipe.FLOW_BACKENDS,
+    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
+    'opencv (OpenCV DualTVL1, processes).',
 )
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the videos on stderr.'
@@ -200,6 +208,7 @@ def main(argv: Sequence[str]) -> int:
       stride=_STRIDE.value,
       batch_size=_BATCH_SIZE.value,
       flow_workers=_FLOW_WORKERS.value,
+      flow_backend=_FLOW_BACKEND.value,
   )
   summary = extractor.run(
       videos,
