@@ -45,6 +45,7 @@ import features
 import fileio
 import i3d
 import inference
+import recipe
 import synthetic_videos
 import video
 
@@ -104,6 +105,13 @@ _FLOW_WORKERS = flags.DEFINE_integer(
     None,
     'Processes for TV-L1 flow; default: all cores.',
     lower_bound=1,
+)
+_FLOW_BACKEND = flags.DEFINE_enum(
+    'flow_backend',
+    recipe.DEFAULT_FLOW_BACKEND,
+    recipe.FLOW_BACKENDS,
+    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
+    'opencv (OpenCV DualTVL1, processes).',
 )
 _SERIAL = flags.DEFINE_boolean(
     'serial',
@@ -179,6 +187,7 @@ def main(argv: Sequence[str]) -> None:
         stride=_STRIDE.value,
         batch_size=_BATCH_SIZE.value,
         flow_workers=_FLOW_WORKERS.value,
+        flow_backend=_FLOW_BACKEND.value,
     )
     load_s = time.perf_counter() - begin
 
@@ -238,6 +247,7 @@ def main(argv: Sequence[str]) -> None:
           if _CHECKPOINT_DIR.value is None
           else _CHECKPOINT_DIR.value,
           'flow_workers': _FLOW_WORKERS.value,
+          'flow_backend': _FLOW_BACKEND.value,
       },
       'frames_at_25_fps': frames,
       'windows': windows,

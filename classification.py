@@ -302,6 +302,7 @@ def clip_logits(
     end: Optional[float] = None,
     workers: Optional[int] = None,
     progress: bool = False,
+    flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
 ) -> ClipLogits:
   """Each stream's logits of a whole clip, from one decoding pass.
 
@@ -321,6 +322,7 @@ def clip_logits(
     workers: Processes for TV-L1; None = all cores.
     progress: Show a tqdm bar on stderr: over the frames prepared (decoded,
       TV-L1) for the first chunk, then over those the network has run.
+    flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
 
   Returns:
     A ClipLogits.
@@ -331,7 +333,14 @@ def clip_logits(
   """
   streams = recipe.check_streams(list(predictors))
   chunk = min(predictors[s].chunk_frames for s in streams)
-  clip = recipe.Clip(path, streams, start=start, end=end, workers=workers)
+  clip = recipe.Clip(
+      path,
+      streams,
+      start=start,
+      end=end,
+      workers=workers,
+      flow_backend=flow_backend,
+  )
   frames = recipe.prefetch(clip, PREFETCH_FRAMES)
   # One bar: first over the frames prepared for the first chunk (decoding
   # and, for flow, TV-L1, the slow part of a short clip), then, for a clip
@@ -423,6 +432,7 @@ def classify_video(
     workers: Optional[int] = None,
     progress: bool = False,
     checkpoint_overrides: Optional[Mapping[str, str]] = None,
+    flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
 ) -> Classification:
   """Classifies one video clip, streaming long ones in bounded memory.
 
@@ -439,6 +449,7 @@ def classify_video(
     workers: Processes for TV-L1; None = all cores.
     progress: Show a progress bar over the frames of a streamed clip.
     checkpoint_overrides: Stream -> checkpoint prefix; see assets.resolve.
+    flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
 
   Returns:
     A Classification.
@@ -467,6 +478,7 @@ def classify_video(
       end=end,
       workers=workers,
       progress=progress,
+      flow_backend=flow_backend,
   )
   details = {
       'video': os.path.abspath(video_path),

@@ -159,6 +159,13 @@ _FLOW_WORKERS = flags.DEFINE_integer(
     'Processes for TV-L1 flow; default: all cores.',
     lower_bound=1,
 )
+_FLOW_BACKEND = flags.DEFINE_enum(
+    'flow_backend',
+    recipe.DEFAULT_FLOW_BACKEND,
+    recipe.FLOW_BACKENDS,
+    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
+    'opencv (OpenCV DualTVL1, processes).',
+)
 
 
 def _hint(error: Exception) -> str:
@@ -212,6 +219,7 @@ def main(argv: Sequence[str]) -> int:
         end=_END.value,
         chunk_frames=_CHUNK_FRAMES.value,
         workers=_FLOW_WORKERS.value,
+        flow_backend=_FLOW_BACKEND.value,
         progress=_PROGRESS.value,
         checkpoint_overrides={
             'rgb': _RGB_CHECKPOINT.value,

@@ -29,6 +29,7 @@ import classification
 import datasets
 import fileio
 import inference
+import recipe
 import video
 
 
@@ -321,6 +322,7 @@ def evaluate_split(
     clip_frames: Optional[int] = None,
     workers: Optional[int] = None,
     progress: bool = True,
+    flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
 ) -> SplitResult:
   """Whole-video top-k accuracy of a model on a labelled split.
 
@@ -343,6 +345,7 @@ def evaluate_split(
       (e.g. 79 for a fixed-length protocol); None = the whole clip.
     workers: Processes for TV-L1; None = all cores.
     progress: A tqdm bar over the videos on stderr.
+    flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
 
   Returns:
     A SplitResult.
@@ -388,6 +391,7 @@ def evaluate_split(
             start=clip.start,
             end=clip.end,
             workers=workers,
+            flow_backend=flow_backend,
         )
         total = sum(result.logits.values())  # joint: RGB + flow.
         record.update(

@@ -53,6 +53,7 @@ import features
 import fileio
 import i3d
 import inference
+import recipe
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -124,6 +125,13 @@ _FLOW_WORKERS = flags.DEFINE_integer(
     'Processes for TV-L1 flow; default: all cores.',
     lower_bound=1,
 )
+_FLOW_BACKEND = flags.DEFINE_enum(
+    'flow_backend',
+    recipe.DEFAULT_FLOW_BACKEND,
+    recipe.FLOW_BACKENDS,
+    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
+    'opencv (OpenCV DualTVL1, processes).',
+)
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the videos on stderr.'
 )
@@ -186,6 +194,7 @@ def main(argv: Sequence[str]) -> int:
         stride=_STRIDE.value,
         batch_size=_BATCH_SIZE.value,
         flow_workers=_FLOW_WORKERS.value,
+        flow_backend=_FLOW_BACKEND.value,
     )
   except checkpoints.CheckpointError as e:
     print(f'extract_features: error: {e}', file=sys.stderr)

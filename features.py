@@ -531,6 +531,7 @@ class Extractor:
       stride: int = DEFAULT_STRIDE,
       batch_size: int = DEFAULT_BATCH_SIZE,
       flow_workers: Optional[int] = None,
+      flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
   ):
     """Checks the settings.
 
@@ -544,6 +545,7 @@ class Extractor:
       stride: Frames between window starts.
       batch_size: Windows per forward pass.
       flow_workers: Processes for TV-L1; None = all cores.
+      flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
 
     Raises:
       ValueError: on a bad setting.
@@ -574,6 +576,7 @@ class Extractor:
     self.stride = stride
     self.batch_size = batch_size
     self.flow_workers = flow_workers
+    self.flow_backend = recipe.check_backend(flow_backend)
 
   # ---- one video, in this thread -------------------------------------------
 
@@ -593,7 +596,12 @@ class Extractor:
       video.VideoError: for a bad file.
     """
     streams = self.streams if streams is None else recipe.check_streams(streams)
-    clip = recipe.Clip(path, streams, workers=self.flow_workers)
+    clip = recipe.Clip(
+        path,
+        streams,
+        workers=self.flow_workers,
+        flow_backend=self.flow_backend,
+    )
     batcher = _Batcher(self, streams)
     for window in iter_windows(clip, self.window, self.stride):
       batcher.add(window)
@@ -756,7 +764,12 @@ class Extractor:
     def events() -> Iterator[Tuple[str, int, Any]]:
       for key, (item, streams, _, _) in enumerate(todo):
         try:
-          clip = recipe.Clip(item.path, streams, workers=self.flow_workers)
+          clip = recipe.Clip(
+              item.path,
+              streams,
+              workers=self.flow_workers,
+              flow_backend=self.flow_backend,
+          )
           for window in iter_windows(clip, self.window, self.stride):
             yield 'window', key, window
           yield 'done', key, clip

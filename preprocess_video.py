@@ -75,6 +75,13 @@ _FLOW_WORKERS = flags.DEFINE_integer(
     'Processes for TV-L1 flow; default: all cores.',
     lower_bound=1,
 )
+_FLOW_BACKEND = flags.DEFINE_enum(
+    'flow_backend',
+    recipe.DEFAULT_FLOW_BACKEND,
+    recipe.FLOW_BACKENDS,
+    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
+    'opencv (OpenCV DualTVL1, processes).',
+)
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the frames on stderr.'
 )
@@ -104,6 +111,7 @@ def main(argv: Sequence[str]) -> None:
         rng=_SEED.value,
         flip=_FLIP.value,
         workers=_FLOW_WORKERS.value,
+        flow_backend=_FLOW_BACKEND.value,
         progress=_PROGRESS.value,
     )
   except video.VideoError as e:

@@ -73,12 +73,14 @@ from typing import (
 )
 
 import cv2
+import numba
 import numpy as np
 from PIL import Image
 import tqdm
 
 import assets
 import fileio
+import tvl1
 import video
 
 RngLike = Union[None, int, np.random.Generator]
@@ -97,6 +99,10 @@ VALID_CROPS = ('center', 'random')
 
 # Frame pairs per TV-L1 task sent to a worker process when streaming.
 FLOW_CHUNK = 4
+# TV-L1 implementations, the same flow: 'numba' is tvl1.py (pairs in
+# parallel threads), 'opencv' is cv2.optflow.DualTVL1 (pairs in processes).
+FLOW_BACKENDS = ('numba', 'opencv')
+DEFAULT_FLOW_BACKEND = 'numba'
 
 
 # ---------------------------------------------------------------------------
@@ -321,15 +327,17 @@ def _main_module_hidden() -> Iterator[None]:
     sys.modules['__main__'] = main
 
 
-def _flow_chunk(gray: np.ndarray) -> np.ndarray:
+def _flow_chunk(gray: np.ndarray, backend: str = 'opencv') -> np.ndarray:
   """TV-L1 flow between consecutive frames of uint8 [n+1, H, W] -> [n,H,W,2]."""
-  tvl1 = getattr(_tvl1, 'instance', None)
-  if tvl1 is None or getattr(_tvl1, 'shape', None) != gray.shape[1:]:
-    tvl1 = _tvl1.instance = cv2.optflow.DualTVL1OpticalFlow_create()
+  if backend == 'numba':
+    return tvl1.flow_sequence(gray)
+  solver = getattr(_tvl1, 'instance', None)
+  if solver is None or getattr(_tvl1, 'shape', None) != gray.shape[1:]:
+    solver = _tvl1.instance = cv2.optflow.DualTVL1OpticalFlow_create()
     _tvl1.shape = gray.shape[1:]
   out = np.empty((len(gray) - 1,) + gray.shape[1:] + (2,), np.float32)
   for i in range(len(gray) - 1):
-    out[i] = tvl1.calc(gray[i], gray[i + 1], None)
+    out[i] = solver.calc(gray[i], gray[i + 1], None)
   return out
 
 
@@ -389,6 +397,7 @@ def iter_flow(
     frames: Iterable[np.ndarray],
     workers: Optional[int] = None,
     chunk_size: int = FLOW_CHUNK,
+    backend: str = DEFAULT_FLOW_BACKEND,
 ) -> Iterator[np.ndarray]:
   """Streams TV-L1 optical flow, one flow frame per input frame.
 
@@ -397,12 +406,14 @@ def iter_flow(
   (one input frame yields a zero flow). Channel 0 is x (positive = motion to
   the right), channel 1 is y (positive = motion downwards). Frames are turned
   to grayscale (RGB order) and fed to OpenCV's DualTVL1 with its default
-  settings.
+  settings, or to tvl1.py, which gives the same flow (see `backend`).
 
   Pairs are sent in chunks of `chunk_size` to `workers` processes, each with
   one OpenCV thread; at most 2 * workers chunks are in flight, so memory stays
   bounded on long streams (about 2 * workers * chunk_size frames of
-  lookahead). The processes start only once a full chunk exists.
+  lookahead). The processes start only once a full chunk exists. With
+  backend='numba' the pairs of a chunk (at least `workers` of them) run on
+  `workers` threads in this process instead.
 
   Args:
     frames: uint8 RGB [H, W, 3] or gray [H, W] frames, all the same size;
@@ -410,6 +421,7 @@ def iter_flow(
     workers: Processes to use; None = os.cpu_count(); 1 computes in this
       process.
     chunk_size: Frame pairs per task.
+    backend: One of FLOW_BACKENDS; both give OpenCV's flow.
 
   Yields:
     float32 [H, W, 2] flow frames, in order.
@@ -423,12 +435,27 @@ def iter_flow(
     raise ValueError(
         f'`chunk_size` must be a positive integer; got {chunk_size!r}.'
     )
-  return _iter_flow(frames, workers, int(chunk_size))
+  check_backend(backend)
+  return _iter_flow(frames, workers, int(chunk_size), backend)
+
+
+def check_backend(backend: str) -> str:
+  """Returns `backend`; raises ValueError unless it is in FLOW_BACKENDS."""
+  if backend not in FLOW_BACKENDS:
+    raise ValueError(
+        f'`backend` must be one of {FLOW_BACKENDS}; got {backend!r}.'
+    )
+  return backend
 
 
 def _iter_flow(
-    frames: Iterable[np.ndarray], workers: int, chunk_size: int
+    frames: Iterable[np.ndarray], workers: int, chunk_size: int, backend: str
 ) -> Iterator[np.ndarray]:
+  if backend == 'numba':
+    # Threads in this process: one chunk of at least `workers` pairs.
+    numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
+    chunk_size = max(chunk_size, workers)
+    workers = 1
   grays = map(_to_gray, frames)
   first = next(grays, None)
   if first is None:
@@ -456,7 +483,7 @@ def _iter_flow(
         batch = np.stack(chunk)
         chunk = [chunk[-1]]
         if workers == 1 or (final and executor is None):
-          pending.append(_flow_chunk(batch))
+          pending.append(_flow_chunk(batch, backend))
         else:
           if executor is None:
             executor = _executor(workers)
@@ -477,13 +504,16 @@ def _iter_flow(
 
 
 def compute_flow(
-    frames: np.ndarray, workers: Optional[int] = None
+    frames: np.ndarray,
+    workers: Optional[int] = None,
+    backend: str = DEFAULT_FLOW_BACKEND,
 ) -> np.ndarray:
   """TV-L1 flow of a whole clip; see `iter_flow` for the conventions.
 
   Args:
     frames: uint8 [T, H, W, 3] RGB or [T, H, W] gray, T >= 1.
-    workers: Processes to use; None = os.cpu_count().
+    workers: Processes (or threads) to use; None = os.cpu_count().
+    backend: One of FLOW_BACKENDS.
 
   Returns:
     float32 [T, H, W, 2] flow in pixels, unclipped; flow[t] is frame t -> t+1
@@ -504,11 +534,12 @@ def compute_flow(
         f'1; got dtype {frames.dtype} and shape {frames.shape}.'
     )
   workers = _resolve_workers(workers)
+  check_backend(backend)
   pairs = len(frames) - 1
   # Split the pairs evenly over the workers, in chunks of at most 8.
   chunk = max(1, min(8, math.ceil(pairs / workers)))
   out = np.empty(frames.shape[:3] + (2,), np.float32)
-  for t, flow in enumerate(_iter_flow(iter(frames), workers, chunk)):
+  for t, flow in enumerate(_iter_flow(iter(frames), workers, chunk, backend)):
     out[t] = flow
   return out
 
@@ -523,8 +554,8 @@ class Clip:
   Iterating (once) yields, for each output frame at `fps`, a dict
   {stream: float32 [224, 224, C]} of the requested streams: resized to a
   shorter side of 256, cropped to 224, RGB scaled to [-1, 1], flow computed
-  by TV-L1 on the resized frames (with one frame of lookahead, in `workers`
-  processes), clipped to +-20 pixels and divided by 20, and mirrored when
+  by TV-L1 on the resized frames (with one frame of lookahead, on `workers`
+  threads or processes), clipped to +-20 pixels and divided by 20, and mirrored when
   flipped. Nothing is looped here. The file is decoded once whatever the
   streams.
 
@@ -551,6 +582,7 @@ class Clip:
       flip: bool = False,
       workers: Optional[int] = None,
       fps: float = video.FPS,
+      flow_backend: str = DEFAULT_FLOW_BACKEND,
   ):
     """Opens the video and checks the arguments and `start`/`end`.
 
@@ -565,8 +597,9 @@ class Clip:
         are drawn first (top, then left), then the flip.
       flip: If True, mirror the clip left to right with probability 0.5
         (flow x negated).
-      workers: Processes for TV-L1; None = os.cpu_count().
+      workers: Processes (or threads) for TV-L1; None = os.cpu_count().
       fps: Output frame rate.
+      flow_backend: TV-L1 implementation, one of FLOW_BACKENDS.
 
     Raises:
       video.VideoError: if the file is missing, empty, not a video or the
@@ -578,6 +611,7 @@ class Clip:
     if crop not in VALID_CROPS:
       raise ValueError(f'`crop` must be one of {VALID_CROPS}; got {crop!r}.')
     self._workers = _resolve_workers(workers)
+    self._flow_backend = check_backend(flow_backend)
     self._crop = crop
     self._flip = flip
     self._rng = _as_rng(rng) if (crop == 'random' or flip) else None
@@ -632,7 +666,9 @@ class Clip:
         yield frame.image
 
     if 'flow' in self.streams:
-      for flow in iter_flow(images(), workers=self._workers):
+      for flow in iter_flow(
+          images(), workers=self._workers, backend=self._flow_backend
+      ):
         out = {
             'flow': self._mirror(
                 flow_to_input(crop_at(flow, *self.crop_offset))
@@ -683,6 +719,7 @@ def preprocess(
     workers: Optional[int] = None,
     fps: float = video.FPS,
     progress: bool = False,
+    flow_backend: str = DEFAULT_FLOW_BACKEND,
 ) -> Dict[str, Any]:
   """A video file -> I3D inputs in the layout of the release's sample arrays.
 
@@ -702,6 +739,7 @@ def preprocess(
     workers: Processes for TV-L1; None = os.cpu_count().
     fps: Output frame rate.
     progress: Show a tqdm bar over the frames on stderr.
+    flow_backend: TV-L1 implementation, one of FLOW_BACKENDS.
 
   Returns:
     A dict with
@@ -738,6 +776,7 @@ def preprocess(
       flip=flip,
       workers=workers,
       fps=fps,
+      flow_backend=flow_backend,
   )
   info = video.probe(path)
   frames: Iterable[Dict[str, np.ndarray]] = clip

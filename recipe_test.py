@@ -142,8 +142,8 @@ class FlowTest(parameterized.TestCase):
 
   def test_workers_and_streaming_agree(self):
     frames = testing.shifted_frames(12, 1, 1, height=32, width=40)
-    serial = recipe.compute_flow(frames, workers=1)
-    parallel = recipe.compute_flow(frames, workers=2)
+    serial = recipe.compute_flow(frames, workers=1, backend='opencv')
+    parallel = recipe.compute_flow(frames, workers=2, backend='opencv')
     pulled = []
 
     def source():
@@ -151,7 +151,9 @@ class FlowTest(parameterized.TestCase):
         pulled.append(i)
         yield frame
 
-    stream = recipe.iter_flow(source(), workers=2, chunk_size=2)
+    stream = recipe.iter_flow(
+        source(), workers=2, chunk_size=2, backend='opencv'
+    )
     streamed = [next(stream)]
     # Lookahead is bounded: 2 * workers chunks of 2 pairs, plus one frame.
     self.assertLen(pulled, 9)

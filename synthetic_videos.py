@@ -3,7 +3,8 @@
 `write_video` encodes uint8 RGB frames with PyAV, with any codec, pixel
 format and timestamps (for variable frame rates). `panning_texture` makes a
 smooth coloured texture that pans and slowly zooms, which gives TV-L1
-something real to track and the decoder realistic work.
+something real to track and the decoder realistic work; `warping_texture`
+moves one non-rigidly and fast, the hard case for TV-L1.
 """
 
 from __future__ import annotations
@@ -86,6 +87,55 @@ def panning_texture(
     yield cv2.warpAffine(
         scene, matrix, (width, height), borderMode=cv2.BORDER_REFLECT
     )
+
+
+def warping_texture(
+    count: int, height: int, width: int, amplitude: float = 30.0, seed: int = 0
+) -> Iterator[np.ndarray]:
+  """Yields uint8 RGB frames of a texture under large non-rigid motion.
+
+  Frame t shows the texture displaced by amplitude * (cos(t/2) F1 + sin(t/2)
+  F2), two smooth random fields of unit peak, plus a pan of 3 pixels per
+  frame, so that neighbouring frames differ by up to about amplitude
+  pixels in directions that vary across the frame; three opaque patches
+  cross it at 6 to 15 pixels per frame.
+  """
+  rng = np.random.default_rng(seed)
+  pad = int(amplitude) + 3 * count + 8
+  scene = rng.random((height + 2 * pad, width + 2 * pad, 3), np.float32)
+  scene = cv2.GaussianBlur(scene, (0, 0), 3.0)
+  scene = cv2.normalize(scene, None, 0, 255, cv2.NORM_MINMAX)
+  fields = []
+  for _ in range(2):
+    field = cv2.GaussianBlur(
+        rng.standard_normal((height, width, 2)).astype(np.float32),
+        (0, 0),
+        min(height, width) / 20,
+    )
+    fields.append(field / np.abs(field).max())
+  y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+  patches = [
+      (int(rng.integers(height)), int(rng.integers(width))) for _ in range(3)
+  ]
+  for t in range(count):
+    move = amplitude * (np.cos(t) * fields[0] + np.sin(t) * fields[1])
+    map_x = x + pad + 3.0 * t - move[..., 0]
+    map_y = y + pad - move[..., 1]
+    frame = cv2.remap(
+        scene,
+        map_x.astype(np.float32),
+        map_y.astype(np.float32),
+        cv2.INTER_LINEAR,
+    )
+    for k, (top, left) in enumerate(patches):
+      # Opaque patches crossing the frame: occlusions and motion edges.
+      size = min(height, width) // 4
+      py = int(top + (k - 1) * 6 * t) % (height - size)
+      px = int(left + 14 * t * (-1) ** k) % (width - size)
+      frame[py : py + size, px : px + size] = scene[
+          k * size : (k + 1) * size, -size:
+      ]
+    yield np.round(frame).astype(np.uint8)
 
 
 def write_panning_video(

@@ -232,14 +232,17 @@ def make_release(root: str, frames: int = 10) -> str:
 
 
 def fake_iter_flow(
-    frames: Iterable[np.ndarray], workers=None, chunk_size: int = 4
+    frames: Iterable[np.ndarray],
+    workers=None,
+    chunk_size: int = 4,
+    backend: str = 'numba',
 ) -> Iterator[np.ndarray]:
   """A cheap stand-in for recipe.iter_flow with its conventions.
 
   flow[t] depends on frames t and t + 1 (one frame of lookahead) and the last
   repeats the one before.
   """
-  del workers, chunk_size
+  del workers, chunk_size, backend
   previous = last = None
   for frame in frames:
     gray = frame.mean(axis=-1, dtype=np.float32)
