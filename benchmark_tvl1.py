@@ -24,6 +24,10 @@ alone:
       --json_out=benchmarks/benchmark_tvl1_cpu.json
 """
 
+import runtime  # pylint: disable=g-bad-import-order
+
+runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
+
 import os
 import time
 from typing import Any, Callable, Dict, List, Sequence, Tuple
