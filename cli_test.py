@@ -462,16 +462,16 @@ class ReadmeCommandsTest(testing.TempDirMixin, absltest.TestCase):
     # by their own tests).
     first = readme[: readme.index('\n## Speed')]
     scripts = sorted(set(re.findall(r'^python (\w+\.py)', first, re.M)))
-    self.assertEqual(
-        scripts,
-        [
-            'classify_video.py',
-            'evaluate_sample.py',
-            'extract_features.py',
-            'fetch_assets.py',
-            'preprocess_video.py',
-        ],
-    )
+    # Every script those sections document is run below; the first-contact
+    # ones must be among them.
+    for name in (
+        'classify_video.py',
+        'evaluate_sample.py',
+        'extract_features.py',
+        'fetch_assets.py',
+        'preprocess_video.py',
+    ):
+      self.assertIn(name, scripts)
     self.assertIn('source .venv/bin/activate', readme)
     self.assertIn('bash multi_evaluate.sh', readme)
     data = self.path('synthetic')
