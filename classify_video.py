@@ -156,7 +156,7 @@ _PROGRESS = flags.DEFINE_boolean(
 _FLOW_WORKERS = flags.DEFINE_integer(
     'flow_workers',
     None,
-    'Processes for TV-L1 flow; default: all cores.',
+    'TV-L1 workers: threads (numba) or processes (opencv); default: all cores.',
     lower_bound=1,
 )
 _FLOW_BACKEND = flags.DEFINE_enum(

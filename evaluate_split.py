@@ -158,7 +158,7 @@ _CHUNK_FRAMES = flags.DEFINE_integer(
 _FLOW_WORKERS = flags.DEFINE_integer(
     'flow_workers',
     None,
-    'Processes for TV-L1 flow; default: all cores.',
+    'TV-L1 workers: threads (numba) or processes (opencv); default: all cores.',
     lower_bound=1,
 )
 _FLOW_BACKEND = flags.DEFINE_enum(
