@@ -67,16 +67,12 @@ CROP = recipe.CROP_SIZE
 
 def frames_for(motion: str, height: int, width: int, count: int) -> np.ndarray:
   """uint8 gray [count, H, W] generated frames."""
-  if motion == 'small':
-    # 100 frames' zoom of 20%: 0.2% per frame, with the pan of 2 pixels.
-    rgb = list(synthetic_videos.panning_texture(100, height, width))[:count]
-  elif motion == 'large':
-    rgb = list(synthetic_videos.warping_texture(count, height, width))
-  else:
+  if motion not in synthetic_videos.MOTIONS:
     raise app.UsageError(
-        f'--motions must be among small, large; got {motion!r}.'
+        f'--motions must be among {", ".join(synthetic_videos.MOTIONS)}; got '
+        f'{motion!r}.'
     )
-  return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
+  return synthetic_videos.gray_frames(motion, height, width, count)
 
 
 def timed(function: Callable[[], np.ndarray]) -> Tuple[float, np.ndarray]:

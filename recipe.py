@@ -100,8 +100,12 @@ VALID_CROPS = ('center', 'random')
 # Frame pairs per TV-L1 task sent to a worker process when streaming.
 FLOW_CHUNK = 4
 # TV-L1 implementations, the same flow: 'numba' is tvl1.py (pairs in
-# parallel threads), 'opencv' is cv2.optflow.DualTVL1 (pairs in processes).
-FLOW_BACKENDS = ('numba', 'opencv')
+# parallel threads), 'opencv' is cv2.optflow.DualTVL1 (pairs in processes),
+# 'cuda' is tvl1_cuda.py (pairs in parallel on an NVIDIA GPU).
+FLOW_BACKENDS = ('numba', 'opencv', 'cuda')
+# Frame pairs per GPU launch with backend 'cuda': enough to fill a large GPU
+# (one thread block per pair), at about 6.5 MB of GPU memory per 256x455 pair.
+CUDA_FLOW_CHUNK = 256
 DEFAULT_FLOW_BACKEND = 'numba'
 
 
@@ -331,6 +335,10 @@ def _flow_chunk(gray: np.ndarray, backend: str = 'opencv') -> np.ndarray:
   """TV-L1 flow between consecutive frames of uint8 [n+1, H, W] -> [n,H,W,2]."""
   if backend == 'numba':
     return tvl1.flow_sequence(gray)
+  if backend == 'cuda':
+    import tvl1_cuda  # pylint: disable=g-import-not-at-top
+
+    return tvl1_cuda.flow(gray[:-1], gray[1:])
   solver = getattr(_tvl1, 'instance', None)
   if solver is None or getattr(_tvl1, 'shape', None) != gray.shape[1:]:
     solver = _tvl1.instance = cv2.optflow.DualTVL1OpticalFlow_create()
@@ -445,6 +453,15 @@ def check_backend(backend: str) -> str:
     raise ValueError(
         f'`backend` must be one of {FLOW_BACKENDS}; got {backend!r}.'
     )
+  if backend == 'cuda':
+    import tvl1_cuda  # pylint: disable=g-import-not-at-top
+
+    if not tvl1_cuda.available():
+      raise ValueError(
+          f"TV-L1 backend 'cuda' cannot run here: "
+          f'{tvl1_cuda.why_unavailable()}; use backend numba (the same flow '
+          'on the CPU).'
+      )
   return backend
 
 
@@ -455,6 +472,10 @@ def _iter_flow(
     # Threads in this process: one chunk of at least `workers` pairs.
     numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
     chunk_size = max(chunk_size, workers)
+    workers = 1
+  elif backend == 'cuda':
+    # One GPU launch per level for a whole batch of pairs.
+    chunk_size = max(chunk_size, CUDA_FLOW_CHUNK)
     workers = 1
   grays = map(_to_gray, frames)
   first = next(grays, None)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Iterable, Iterator, Mapping, Optional, Sequence
 
-import av
 import cv2
 import numpy as np
 
@@ -44,6 +43,8 @@ def write_video(
   Returns:
     `path`.
   """
+  import av  # pylint: disable=g-import-not-at-top  # Only here: GPU hosts lack it.
+
   time_base = time_base or Fraction(1, rate)
   with av.open(path, 'w') as container:
     stream = None
@@ -149,3 +150,21 @@ def write_panning_video(
       rate=rate,
       options={'crf': '20', 'preset': 'veryfast'},
   )
+
+
+MOTIONS = ('small', 'large')
+
+
+def gray_frames(motion: str, height: int, width: int, count: int) -> np.ndarray:
+  """uint8 gray [count, H, W] frames for the TV-L1 benchmarks.
+
+  'small': `panning_texture` (a pan of about 2 pixels per frame, with the
+  zoom of a 100-frame clip); 'large': `warping_texture`.
+  """
+  if motion == 'small':
+    rgb = list(panning_texture(max(100, count), height, width))[:count]
+  elif motion == 'large':
+    rgb = list(warping_texture(count, height, width))
+  else:
+    raise ValueError(f'`motion` must be one of {MOTIONS}; got {motion!r}.')
+  return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb])
