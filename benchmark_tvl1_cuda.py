@@ -111,8 +111,9 @@ def measure(frames: np.ndarray) -> Dict[str, Any]:
       a = np.concatenate([first] * reps)[:batch]
       b = np.concatenate([second] * reps)[:batch]
       expected = np.concatenate([reference] * reps)[:batch]
+      stats = {}
       begin = time.perf_counter()
-      flow, gpu_iterations = tvl1_cuda.solve(a, b, threads=threads)
+      flow, gpu_iterations = tvl1_cuda.solve(a, b, threads=threads, stats=stats)
       seconds = time.perf_counter() - begin
       same = bool(np.array_equal(flow, expected))
       identical &= same
@@ -123,6 +124,10 @@ def measure(frames: np.ndarray) -> Dict[str, Any]:
               'seconds': seconds,
               'pairs_per_second': batch / seconds,
               'identical_to_tvl1_cpu': same,
+              'kernel_seconds_per_level': stats['level_seconds'],
+              'row_order_sums_per_pair': float(
+                  stats['serial_sums'].sum(axis=1).mean()
+              ),
               'iterations_identical': bool(
                   np.array_equal(
                       gpu_iterations,
@@ -181,7 +186,10 @@ def table(results: Dict[str, Any]) -> str:
       lines.append(
           f'    threads {run["threads"]:>4} batch {run["batch"]:>4}: '
           f'{run["pairs_per_second"]:8.1f} pairs/s '
-          f'({run["seconds"]:.2f} s), identical {run["identical_to_tvl1_cpu"]}'
+          f'({run["seconds"]:.2f} s, kernels '
+          f'{sum(run["kernel_seconds_per_level"]):.2f} s), identical '
+          f'{run["identical_to_tvl1_cpu"]}, row-order sums per pair '
+          f'{run["row_order_sums_per_pair"]:.1f}'
       )
   return '\n'.join(lines)
 

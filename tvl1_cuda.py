@@ -27,7 +27,8 @@ tests check the kernels bit for bit against tvl1.py on tiny ones.
 """
 
 import math
-from typing import Tuple
+import time
+from typing import Any, Dict, Optional, Tuple
 
 import numba
 from numba import cuda
@@ -69,6 +70,11 @@ _P11, _P12, _P21, _P22 = 8, 9, 10, 11
 _TMP1, _TMP2 = 12, 13  # Copies of u for the median filter.
 _CHANGE = 14
 _PLANES = 15
+# 64 registers a thread allow blocks of 1024 threads. The compiled kernel is
+# cached in __pycache__ (compiling it took 197 s on the GPU machine, whose
+# first run also compiled tvl1.py). The simulator takes neither option.
+_KERNEL_OPTIONS = {} if SIMULATED else {'max_registers': 64, 'cache': True}
+_CHUNK = 4096  # Values staged in shared memory for the row-order sum.
 
 
 class CudaUnavailable(RuntimeError):
@@ -88,7 +94,9 @@ def why_unavailable() -> str:
   try:
     cuda.detect()
   except Exception as e:  # pylint: disable=broad-except
-    return f'Numba found no CUDA GPU ({e})'
+    # Numba's message spans lines and ends in advice about its own variables.
+    reason = ' '.join(str(e).split()).split(' If you are sure')[0]
+    return f'Numba found no CUDA GPU ({reason.strip() or type(e).__name__})'
   return (
       'Numba found no usable CUDA GPU or driver; install numba-cuda '
       '(requirements-gpu.txt) on a machine with an NVIDIA GPU'
@@ -135,43 +143,106 @@ def _cubic_border(src, sx, sy, w, weights):
   return total
 
 
+def _median_source(network: np.ndarray) -> str:
+  """Python source of `_median_of(v0, ..., v24)`: the comparators written out.
+
+  Each comparator is tvl1's (a, b) if a < b else (b, a), so the values stay
+  in registers (an array indexed from a table would live in slow local
+  memory) and the median is the one tvl1.median5 picks.
+  """
+  names = [f'v{i}' for i in range(MEDIAN_SIZE)]
+  lines = [f'def _median_of({", ".join(names)}):']
+  for lo, hi in network:
+    lines.append(
+        f'  v{lo}, v{hi} = (v{lo} if v{lo} < v{hi} else v{hi}), '
+        f'(v{hi} if v{lo} < v{hi} else v{lo})'
+    )
+  lines.append(f'  return v{MEDIAN_SIZE // 2}')
+  return '\n'.join(lines) + '\n'
+
+
+MEDIAN_SIZE = tvl1.MEDIAN_FILTERING * tvl1.MEDIAN_FILTERING
+_namespace = {}
+exec(_median_source(tvl1.MEDIAN_25), _namespace)  # pylint: disable=exec-used
+_median_of = cuda.jit(device=True, inline=True)(_namespace['_median_of'])
+
+
 @cuda.jit(device=True, inline=True)
-def _median25(src, y, x, network, values):
+def _median25(src, y, x):
   """The 5x5 median at (y, x) of src, replicated border (cv2.medianBlur)."""
   height = src.shape[0]
   width = src.shape[1]
-  for i in range(5):
-    yi = min(max(y + i - 2, 0), height - 1)
-    for k in range(5):
-      xk = min(max(x + k - 2, 0), width - 1)
-      values[5 * i + k] = src[yi, xk]
-  for c in range(network.shape[0]):
-    lo = network[c, 0]
-    hi = network[c, 1]
-    a = values[lo]
-    b = values[hi]
-    if not a < b:
-      values[lo] = b
-      values[hi] = a
-  return values[12]
+  r0 = max(y - 2, 0)
+  r1 = max(y - 1, 0)
+  r3 = min(y + 1, height - 1)
+  r4 = min(y + 2, height - 1)
+  c0 = max(x - 2, 0)
+  c1 = max(x - 1, 0)
+  c3 = min(x + 1, width - 1)
+  c4 = min(x + 2, width - 1)
+  return _median_of(
+      src[r0, c0],
+      src[r0, c1],
+      src[r0, x],
+      src[r0, c3],
+      src[r0, c4],
+      src[r1, c0],
+      src[r1, c1],
+      src[r1, x],
+      src[r1, c3],
+      src[r1, c4],
+      src[y, c0],
+      src[y, c1],
+      src[y, x],
+      src[y, c3],
+      src[y, c4],
+      src[r3, c0],
+      src[r3, c1],
+      src[r3, x],
+      src[r3, c3],
+      src[r3, c4],
+      src[r4, c0],
+      src[r4, c1],
+      src[r4, x],
+      src[r4, c3],
+      src[r4, c4],
+  )
 
 
-# 64 registers a thread allow blocks of 1024 threads (65536 per block).
-@cuda.jit(max_registers=64)
+@cuda.jit(device=True, inline=True)
+def _first_pixel(tid, width):
+  """(row, column) of a thread's first pixel in row-major order."""
+  y = tid // width
+  return y, tid - y * width
+
+
+@cuda.jit(device=True, inline=True)
+def _next_pixel(y, x, step, width):
+  """(row, column) `step` pixels further, without a 64-bit division."""
+  x += step
+  while x >= width:
+    x -= width
+    y += 1
+  return y, x
+
+
+@cuda.jit(**_KERNEL_OPTIONS)
 def _level_kernel(
-    i0s, i1s, u1s, u2s, work, weights, network, scalars, iterations
+    i0s, i1s, u1s, u2s, work, weights, scalars, iterations, serial
 ):
   """tvl1._one_level for pair blockIdx.x; updates u in place.
 
   i0s, i1s, u1s, u2s: float32 [N, H, W]; work: float32 [N, _PLANES, H, W];
-  scalars: float32 [l_t, theta, taut, threshold]; iterations: int64 [N].
+  scalars: float32 [l_t, theta, taut, threshold]; iterations: int64 [N],
+  the inner iterations run; serial: int64 [N], zeroed by the caller, how many
+  times the stopping rule needed the row-order sum.
   """
   n = cuda.blockIdx.x
   tid = cuda.threadIdx.x
   step = cuda.blockDim.x
   partial = cuda.shared.array(1024, numba.float64)
   flag = cuda.shared.array(1, numba.int32)
-  values = cuda.local.array(25, numba.float32)
+  staged = cuda.shared.array(_CHUNK, numba.float32)
   i0 = i0s[n]
   u1 = u1s[n]
   u2 = u2s[n]
@@ -207,9 +278,8 @@ def _level_kernel(
   change = planes[_CHANGE]
 
   # I1, its centred gradient (one-sided halves at the borders), p = 0.
-  for idx in range(tid, size, step):
-    y = idx // width
-    x = idx - y * width
+  y, x = _first_pixel(tid, width)
+  while y < height:
     v = i1s[n, y, x]
     src[y, x] = v
     xp = max(x - 1, 0)
@@ -227,15 +297,15 @@ def _level_kernel(
     p12[y, x] = zero
     p21[y, x] = zero
     p22[y, x] = zero
+    y, x = _next_pixel(y, x, step, width)
   cuda.syncthreads()
 
   total_iterations = 0
   for _ in range(tvl1.WARPS):
     # Warp I1 and its gradient (cv2.remap INTER_CUBIC, border 0), then the
     # data term's constant part.
-    for idx in range(tid, size, step):
-      y = idx // width
-      x = idx - y * width
+    y, x = _first_pixel(tid, width)
+    while y < height:
       a1 = u1[y, x]
       a2 = u2[y, x]
       sxf = _fmul(np.float32(x) + a1, tab)
@@ -260,32 +330,32 @@ def _level_kernel(
       i1wy[y, x] = gy
       grad[y, x] = _fmul(gx, gx) + _fmul(gy, gy)
       rho_c[y, x] = ((iw - _fmul(gx, a1)) - _fmul(gy, a2)) - i0[y, x]
+      y, x = _next_pixel(y, x, step, width)
     cuda.syncthreads()
 
     above = True
     outer = 0
     while above and outer < tvl1.OUTER_ITERATIONS:
       # The 5x5 median filter of u1 and u2, from copies.
-      for idx in range(tid, size, step):
-        y = idx // width
-        x = idx - y * width
+      y, x = _first_pixel(tid, width)
+      while y < height:
         tmp1[y, x] = u1[y, x]
         tmp2[y, x] = u2[y, x]
+        y, x = _next_pixel(y, x, step, width)
       cuda.syncthreads()
-      for idx in range(tid, size, step):
-        y = idx // width
-        x = idx - y * width
-        u1[y, x] = _median25(tmp1, y, x, network, values)
-        u2[y, x] = _median25(tmp2, y, x, network, values)
+      y, x = _first_pixel(tid, width)
+      while y < height:
+        u1[y, x] = _median25(tmp1, y, x)
+        u2[y, x] = _median25(tmp2, y, x)
+        y, x = _next_pixel(y, x, step, width)
       cuda.syncthreads()
 
       inner = 0
       while above and inner < tvl1.INNER_ITERATIONS:
         # Thresholding, divergence of p and the flow update (old p).
         local = 0.0
-        for idx in range(tid, size, step):
-          y = idx // width
-          x = idx - y * width
+        y, x = _first_pixel(tid, width)
+        while y < height:
           if y == 0:
             if x == 0:
               d1 = p11[y, x] + p12[y, x]
@@ -327,13 +397,13 @@ def _level_kernel(
           c = _fmul(c1, c1) + _fmul(c2, c2)
           change[y, x] = c
           local += np.float64(c)
+          y, x = _next_pixel(y, x, step, width)
         partial[tid] = local
         cuda.syncthreads()
 
         # Forward gradient of the new u and the dual update.
-        for idx in range(tid, size, step):
-          y = idx // width
-          x = idx - y * width
+        y, x = _first_pixel(tid, width)
+        while y < height:
           a1 = u1[y, x]
           a2 = u2[y, x]
           if x < width - 1:
@@ -362,6 +432,7 @@ def _level_kernel(
           n2 = one + _fmul(taut, g2)
           p21[y, x] = (p21[y, x] + _fmul(taut, u2x)) / n2
           p22[y, x] = (p22[y, x] + _fmul(taut, u2y)) / n2
+          y, x = _next_pixel(y, x, step, width)
 
         # The stopping rule, as tvl1._above: a float64 block sum decides
         # unless OpenCV's float32 row-order sum could fall on the other side.
@@ -379,11 +450,25 @@ def _level_kernel(
           elif total + slack < threshold:
             flag[0] = 0
           else:
-            exact = np.float32(0.0)
-            for y in range(height):
-              for x in range(width):
-                exact = exact + change[y, x]
+            flag[0] = -1
+        cuda.syncthreads()
+        if flag[0] < 0:
+          # In doubt: OpenCV's float32 sum in row order, by one thread, from
+          # chunks that the whole block stages in shared memory.
+          exact = np.float32(0.0)
+          for base in range(0, size, _CHUNK):
+            count = min(_CHUNK, size - base)
+            for i in range(tid, count, step):
+              row = (base + i) // width
+              staged[i] = change[row, base + i - row * width]
+            cuda.syncthreads()
+            if tid == 0:
+              for i in range(count):
+                exact = exact + staged[i]
+            cuda.syncthreads()
+          if tid == 0:
             flag[0] = 1 if exact > threshold else 0
+            serial[n] += 1
         cuda.syncthreads()
         above = flag[0] != 0
         inner += 1
@@ -394,7 +479,10 @@ def _level_kernel(
 
 
 def solve(
-    first: np.ndarray, second: np.ndarray, threads: int = THREADS
+    first: np.ndarray,
+    second: np.ndarray,
+    threads: int = THREADS,
+    stats: Optional[Dict[str, Any]] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
   """tvl1.solve on the GPU: flow float32 [N, H, W, 2] and iterations.
 
@@ -402,6 +490,10 @@ def solve(
     first: uint8 gray [N, H, W].
     second: uint8 gray of the same shape.
     threads: threads per block (one block per pair), a power of 2 <= 1024.
+    stats: if a dict, it receives 'serial_sums', int64 [N, levels]: how often
+      the stopping rule needed OpenCV's row-order sum, and 'level_seconds',
+      the GPU time of each level's launch (finest first), summed over
+      batches of MAX_PAIRS.
 
   Raises:
     ValueError: for bad frames or `threads`.
@@ -422,24 +514,33 @@ def solve(
     raise CudaUnavailable(why_unavailable())
   flows = []
   iterations = []
+  serial = []
+  seconds = None
   for start in range(0, len(first), MAX_PAIRS):
-    f, it = _solve_batch(
+    f, it, se, sec = _solve_batch(
         first[start : start + MAX_PAIRS],
         second[start : start + MAX_PAIRS],
         threads,
     )
     flows.append(f)
     iterations.append(it)
+    serial.append(se)
+    seconds = sec if seconds is None else seconds + sec
+  if stats is not None:
+    stats['serial_sums'] = np.concatenate(serial)
+    stats['level_seconds'] = seconds.tolist()
   return np.concatenate(flows), np.concatenate(iterations)
 
 
 def _solve_batch(first, second, threads):
+  """solve for at most MAX_PAIRS pairs: flow, iterations, serial sums, times."""
   levels0 = tvl1._pyramid(first)  # pylint: disable=protected-access
   levels1 = tvl1._pyramid(second)  # pylint: disable=protected-access
   count = len(first)
   iterations = np.zeros((count, len(levels0)), np.int64)
+  serial = np.zeros((count, len(levels0)), np.int64)
+  seconds = np.zeros(len(levels0))
   weights = cuda.to_device(tvl1.CUBIC_WEIGHTS)
-  network = cuda.to_device(np.ascontiguousarray(tvl1.MEDIAN_25, np.int32))
   u1 = np.zeros_like(levels0[-1])
   u2 = np.zeros_like(levels0[-1])
   for s in range(len(levels0) - 1, -1, -1):
@@ -456,25 +557,26 @@ def _solve_batch(first, second, threads):
     d_u2 = cuda.to_device(np.ascontiguousarray(u2))
     work = cuda.device_array((count, _PLANES, height, width), np.float32)
     d_iterations = cuda.device_array(count, np.int64)
+    d_serial = cuda.to_device(np.zeros(count, np.int64))
+    d_i0 = cuda.to_device(levels0[s])
+    d_i1 = cuda.to_device(levels1[s])
+    d_scalars = cuda.to_device(scalars)
+    cuda.synchronize()
+    begin = time.perf_counter()
     _level_kernel[count, threads](
-        cuda.to_device(levels0[s]),
-        cuda.to_device(levels1[s]),
-        d_u1,
-        d_u2,
-        work,
-        weights,
-        network,
-        cuda.to_device(scalars),
-        d_iterations,
+        d_i0, d_i1, d_u1, d_u2, work, weights, d_scalars, d_iterations, d_serial
     )
+    cuda.synchronize()
+    seconds[s] = time.perf_counter() - begin
     u1 = d_u1.copy_to_host()
     u2 = d_u2.copy_to_host()
     iterations[:, s] = d_iterations.copy_to_host()
+    serial[:, s] = d_serial.copy_to_host()
     if s:
       height, width = levels0[s - 1].shape[1:]
       u1 = tvl1._upscale(u1, height, width)  # pylint: disable=protected-access
       u2 = tvl1._upscale(u2, height, width)  # pylint: disable=protected-access
-  return np.stack([u1, u2], axis=-1), iterations
+  return np.stack([u1, u2], axis=-1), iterations, serial, seconds
 
 
 def flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
