@@ -29,7 +29,8 @@ import features
 import testing
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
-_ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=_ROOT)
+# The environment of a new user: TensorFlow's start-up must be quiet in it.
+_ENV = testing.user_env(PYTHONPATH=_ROOT)
 
 
 def _cases(module: str, cases, cwd: str = _ROOT):
@@ -50,6 +51,7 @@ def _cases(module: str, cases, cwd: str = _ROOT):
   )
   assert done.returncode == 0, done.stderr[-3000:]
   assert 'Traceback' not in done.stderr, done.stderr[-3000:]
+  assert not testing.tensorflow_noise(done.stderr), done.stderr[-3000:]
   return json.loads(done.stdout)
 
 
@@ -408,6 +410,7 @@ class InterruptTest(testing.TempDirMixin, absltest.TestCase):
     text = ''.join(stderr)
     self.assertEqual(process.returncode, cli.INTERRUPT_EXIT, text)
     self.assertNotIn('Traceback', text)
+    self.assertEqual(testing.tensorflow_noise(text), [])
     self.assertEqual(
         text.splitlines()[-1], f'{command}: interrupted; rerun to resume'
     )
@@ -507,6 +510,7 @@ class ReadmeCommandsTest(testing.TempDirMixin, absltest.TestCase):
     )
     self.assertEqual(done.returncode, 0, done.stderr[-2000:])
     self.assertIn('RANDOM WEIGHTS', done.stderr)
+    self.assertEqual(testing.tensorflow_noise(done.stderr), [])
     self.assertIn('Norm of logits:', done.stdout)
     for s in scripts:
       if s in ('fetch_assets.py', 'evaluate_sample.py'):
@@ -515,6 +519,7 @@ class ReadmeCommandsTest(testing.TempDirMixin, absltest.TestCase):
         text = f.read()
       self.assertNotIn('ModuleNotFoundError', text, s)
       self.assertNotIn('Traceback', text, s)
+      self.assertEqual(testing.tensorflow_noise(text), [], s)
       self.assertIn('flags:', text, s)
     with open(self.path('multi')) as f:
       multi = f.read()

@@ -17,6 +17,15 @@ research code that imports them first gets oneDNN too. A value the user set
 is always kept (`TF_ENABLE_ONEDNN_OPTS=0` turns oneDNN off). When TensorFlow
 was imported before `setup()` and oneDNN is off, it logs how to turn it on.
 
+`setup()` also makes TensorFlow start quietly. Its shared libraries print
+lines such as `oneDNN custom operations are on` and `Could not find cuda
+drivers` from static initialisers, before any log setting is read, so no
+environment variable silences them: the import that follows `setup()` holds
+them back (`_QuietImport`). It sets `TF_CPP_MIN_LOG_LEVEL=1` for the INFO
+lines after that and, where no NVIDIA driver is installed,
+`TF_ENABLED_DEVICE_TYPES=CPU`, so TensorFlow does not log a failed cuInit.
+The user's values of these variables are kept.
+
 This module imports no TensorFlow itself. It also reads the CPU's model and
 vector extensions from /proc/cpuinfo, and measures the cores' fused
 multiply-add rate with a tiny C kernel (`fma_peak`), the physical limit the
@@ -25,7 +34,10 @@ benchmarks compare against.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import importlib.abc
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -33,16 +45,27 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 from absl import logging
 
 ONEDNN_VAR = 'TF_ENABLE_ONEDNN_OPTS'
-# TensorFlow's C++ log threshold: 1 hides its start-up INFO lines (CUDA
-# stubs, CPU-feature notes, "oneDNN custom operations are on"), keeps
-# warnings and errors.
+# TensorFlow's C++ log threshold: 1 hides its INFO lines once its logging is
+# set up ("This TensorFlow binary is optimized to use ..."), keeps warnings
+# and errors.
 LOG_LEVEL_VAR = 'TF_CPP_MIN_LOG_LEVEL'
 DEFAULT_LOG_LEVEL = '1'
+# The device types TensorFlow registers. On a machine without an NVIDIA
+# driver, 'CPU' keeps it from calling cuInit, which fails there with an
+# error line ("failed call to cuInit ... UNKNOWN ERROR (303)") that no log
+# level below 3 hides. Left alone where a driver exists.
+DEVICE_TYPES_VAR = 'TF_ENABLED_DEVICE_TYPES'
+# Any of these means an NVIDIA driver (or WSL's GPU bridge) is installed.
+_GPU_DRIVER_PATHS = (
+    '/dev/nvidiactl',
+    '/proc/driver/nvidia/version',
+    '/dev/dxg',
+)
 
 # Vector extensions that matter for the convolutions, as /proc/cpuinfo
 # names them, and how the benchmarks print them.
@@ -62,10 +85,13 @@ _warned = False
 def setup() -> Optional[bool]:
   """Prepares the environment for TensorFlow; call before importing it.
 
-  Sets `TF_ENABLE_ONEDNN_OPTS=1` and `TF_CPP_MIN_LOG_LEVEL=1` unless the
-  user set them. If TensorFlow is already imported the variables no longer
-  matter; then, when oneDNN is off and the user did not turn it off, this
-  logs (once) how to turn it on.
+  Unless the user set them: `TF_ENABLE_ONEDNN_OPTS=1`,
+  `TF_CPP_MIN_LOG_LEVEL=1` and, on a machine without an NVIDIA driver,
+  `TF_ENABLED_DEVICE_TYPES=CPU`. Before TensorFlow is imported, it also
+  arranges that its import, wherever it happens, is quiet (see
+  `quiet_import_hook`). If TensorFlow is already imported the variables no
+  longer matter; then, when oneDNN is off and the user did not turn it off,
+  this logs (once) how to turn it on.
 
   Returns:
     Whether oneDNN is on, when TensorFlow is already imported; else None.
@@ -74,6 +100,10 @@ def setup() -> Optional[bool]:
   os.environ.setdefault(LOG_LEVEL_VAR, DEFAULT_LOG_LEVEL)
   if 'tensorflow' not in sys.modules:
     os.environ.setdefault(ONEDNN_VAR, '1')
+    if not any(os.path.exists(p) for p in _GPU_DRIVER_PATHS):
+      os.environ.setdefault(DEVICE_TYPES_VAR, 'CPU')
+    if not any(isinstance(f, _QuietImport) for f in sys.meta_path):
+      sys.meta_path.insert(0, _QuietImport())
     return None
   active = onednn_active()
   chosen_off = os.environ.get(ONEDNN_VAR, '').lower() in ('0', 'false')
@@ -89,10 +119,11 @@ def setup() -> Optional[bool]:
   return active
 
 
-# TensorFlow's start-up lines that no variable silences: they are written
-# before its C++ logging reads TF_CPP_MIN_LOG_LEVEL, or at error level for a
-# missing GPU driver on a CPU machine.
-_START_UP_NOISE = (
+# TensorFlow's start-up lines that no variable silences: its shared
+# libraries log them from static initialisers, before its C++ logging is
+# set up and reads TF_CPP_MIN_LOG_LEVEL (each library that links its own
+# copy of absl logs them again).
+START_UP_NOISE = (
     'All log messages before absl::InitializeLog() is called',
     'port.cc:',  # "oneDNN custom operations are on ..."
     'cudart_stub.cc:',  # "Could not find cuda drivers ..."
@@ -103,41 +134,82 @@ _START_UP_NOISE = (
     'cuda_blas.cc:',
     'computation_placer.cc:',
     'cpu_feature_guard.cc:',  # "This TensorFlow binary is optimized ..."
+    'rebuild TensorFlow with the appropriate compiler flags',  # Its 2nd line.
 )
 
 
-def import_tensorflow_quietly() -> None:
-  """Imports TensorFlow (after `setup()`) without its start-up noise.
-
-  For the commands: stderr (file descriptor 2, where TensorFlow's C++ code
-  writes) goes to a temporary file while TensorFlow loads and finds its
-  devices; afterwards every line that is not known start-up noise
-  (_START_UP_NOISE) is written to stderr, so real warnings and errors still
-  show. Does nothing when TensorFlow is already imported.
-  """
-  if 'tensorflow' in sys.modules:
-    return
-  setup()
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+  """Holds back file descriptor 2; then writes all but START_UP_NOISE."""
   sys.stderr.flush()
   saved = os.dup(2)
-  with tempfile.TemporaryFile() as captured:
-    os.dup2(captured.fileno(), 2)
-    try:
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  captured = tempfile.TemporaryFile()
+  os.dup2(captured.fileno(), 2)
+  try:
+    yield
+  finally:
+    sys.stderr.flush()
+    os.dup2(saved, 2)
+    os.close(saved)
+    captured.seek(0)
+    text = captured.read().decode('utf-8', errors='replace')
+    captured.close()
+    kept = [
+        line
+        for line in text.splitlines()
+        if line.strip() and not any(n in line for n in START_UP_NOISE)
+    ]
+    if kept:
+      sys.stderr.write('\n'.join(kept) + '\n')
+      sys.stderr.flush()
 
-      tf.config.list_physical_devices()  # Where the cuInit error comes.
-    finally:
-      os.dup2(saved, 2)
-      os.close(saved)
-      captured.seek(0)
-      text = captured.read().decode('utf-8', errors='replace')
-      kept = [
-          line
-          for line in text.splitlines()
-          if line.strip() and not any(n in line for n in _START_UP_NOISE)
-      ]
-      if kept:
-        sys.stderr.write('\n'.join(kept) + '\n')
+
+class _QuietImport(importlib.abc.MetaPathFinder):
+  """Imports the `tensorflow` package with its start-up noise held back.
+
+  TensorFlow's C++ code writes to file descriptor 2 directly, so Python's
+  sys.stderr cannot filter it: while the package loads, descriptor 2 goes to
+  a temporary file, and afterwards every line that is not START_UP_NOISE
+  goes to stderr, so real warnings and errors still show. `setup()` puts
+  this first on sys.meta_path; it steps aside after that one import.
+  """
+
+  def find_spec(self, fullname, path=None, target=None):
+    del path, target  # Only the top-level package is ours.
+    if fullname != 'tensorflow':
+      return None
+    sys.meta_path.remove(self)
+    spec = importlib.util.find_spec(fullname)
+    if spec is None or spec.loader is None:
+      return spec
+    spec.loader = _QuietLoader(spec.loader)
+    return spec
+
+
+class _QuietLoader(importlib.abc.Loader):
+  """Runs another loader's exec_module inside `_quiet_stderr`."""
+
+  def __init__(self, loader: importlib.abc.Loader):
+    self._loader = loader
+
+  def create_module(self, spec):
+    return self._loader.create_module(spec)
+
+  def exec_module(self, module) -> None:
+    # The package keeps its own loader (resources, reloading).
+    module.__loader__ = module.__spec__.loader = self._loader
+    with _quiet_stderr():
+      self._loader.exec_module(module)
+
+
+def import_tensorflow_quietly() -> None:
+  """Imports TensorFlow now, after `setup()`, without its start-up noise.
+
+  Equivalent to `runtime.setup(); import tensorflow`, for commands that
+  want the import (and its seconds) at the start.
+  """
+  setup()
+  import tensorflow  # pylint: disable=g-import-not-at-top,unused-import  # noqa: F401
 
 
 def onednn_active() -> Optional[bool]:

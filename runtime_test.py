@@ -13,6 +13,7 @@ from absl.testing import parameterized
 import tensorflow as tf
 
 import runtime
+import testing
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,12 +35,7 @@ def _entry_points():
 
 def _python(code: str, **env_changes):
   """Runs `code` in a fresh interpreter; returns (stdout lines, stderr)."""
-  env = {
-      k: v
-      for k, v in os.environ.items()
-      if k not in (runtime.ONEDNN_VAR, runtime.LOG_LEVEL_VAR)
-  }
-  env.update(env_changes)
+  env = testing.user_env(**env_changes)
   proc = subprocess.run(
       [sys.executable, '-c', code],
       cwd=_ROOT,
@@ -116,6 +112,99 @@ class EntryPointTest(parameterized.TestCase):
     self.assertEqual(out, ['False', 'False', 'False'])
     self.assertEqual(err.count('oneDNN CPU kernels off'), 1)
     self.assertIn('TF_ENABLE_ONEDNN_OPTS=1', err)
+
+
+# Runs a script as `python script.py ...` would, then one TensorFlow op
+# (which starts its devices); prints whether TensorFlow was loaded.
+_RUN_AND_TOUCH_TENSORFLOW = """
+import runpy, sys
+sys.argv = sys.argv[1:]
+try:
+  runpy.run_path(sys.argv[0], run_name='__main__')
+except SystemExit:
+  pass
+loaded = 'tensorflow' in sys.modules
+if loaded:
+  import tensorflow as tf
+  tf.constant(1.0) + 1.0
+print('tensorflow loaded:', loaded)
+"""
+
+
+class QuietStartTest(parameterized.TestCase):
+  """TensorFlow's C++ start-up lines never reach a command's stderr."""
+
+  def test_tensorflow_loading_commands_start_quietly(self):
+    # cli_test.py runs the first-contact commands in the default environment
+    # and checks the same. These load TensorFlow at import, so --helpshort
+    # loads it: the Beam commands in .venv-beam where it exists, else
+    # train.py. Beside them ('control'), TensorFlow imported without runtime
+    # must show the noise, even at log level 2, or this test proves nothing.
+    beam_python = os.path.join(_ROOT, '.venv-beam', 'bin', 'python')
+    if os.path.exists(beam_python):
+      scripts = {
+          'benchmark_beam.py': beam_python,
+          'extract_features_beam.py': beam_python,
+      }
+    else:
+      scripts = {'train.py': sys.executable}
+    commands = {
+        script: [python, '-c', _RUN_AND_TOUCH_TENSORFLOW, script, '--helpshort']
+        for script, python in scripts.items()
+    }
+    commands['control'] = [
+        sys.executable,
+        '-c',
+        'import tensorflow as tf; tf.constant(1) + 1',
+    ]
+    processes = {
+        name: subprocess.Popen(
+            command,
+            cwd=_ROOT,
+            env=testing.user_env(
+                **({'TF_CPP_MIN_LOG_LEVEL': '2'} if name == 'control' else {})
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, command in commands.items()
+    }
+    for name, process in processes.items():
+      out, err = process.communicate(timeout=300)
+      self.assertEqual(process.returncode, 0, err[-2000:])
+      if name == 'control':
+        self.assertNotEmpty(testing.tensorflow_noise(err))
+      else:
+        self.assertIn('tensorflow loaded: True', out, name)
+        self.assertEqual(testing.tensorflow_noise(err), [], name)
+
+  def test_quiet_stderr_keeps_what_is_not_start_up_noise(self):
+    code = (
+        'import os, runtime\n'
+        'with runtime._quiet_stderr():\n'
+        '  os.write(2, b"I0000 00:00:17.9  657 port.cc:153] oneDNN custom '
+        'operations are on.\\nreal problem\\n")\n'
+    )
+    _, err = _python(code)
+    self.assertEqual(err, 'real problem\n')
+
+  @parameterized.named_parameters(
+      ('no_driver', False, None, 'CPU'),
+      ('driver', True, None, 'None'),
+      ('user_choice', False, 'CPU,GPU', 'CPU,GPU'),
+  )
+  def test_cpu_only_devices_without_a_gpu_driver(self, driver, user, want):
+    code = (
+        'import os, runtime\n'
+        'from unittest import mock\n'
+        f'with mock.patch.object(os.path, "exists", return_value={driver}):\n'
+        '  runtime.setup()\n'
+        'print(os.environ.get(runtime.DEVICE_TYPES_VAR))\n'
+    )
+    changes = {runtime.DEVICE_TYPES_VAR: user} if user else {}
+    out, _ = _python(code, **changes)
+    self.assertEqual(out, [want])
 
 
 class RuntimeTest(parameterized.TestCase):

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Dict, Iterable, Iterator, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 from unittest import mock
 
 import cv2
@@ -91,6 +91,38 @@ def run_python(args: Sequence[str]) -> subprocess.CompletedProcess:
       cwd=ROOT,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
   )
+
+
+# The variables runtime.setup() sets; a new user has none of them.
+_RUNTIME_VARS = (
+    'TF_CPP_MIN_LOG_LEVEL',
+    'TF_ENABLE_ONEDNN_OPTS',
+    'TF_ENABLED_DEVICE_TYPES',
+)
+# A line of TensorFlow's C++ logging ("I0000 00:00:1795661829.704459  657
+# port.cc:153] oneDNN custom operations are on ..."), absl's notice that
+# comes before such lines, or the second line of the CPU-feature note.
+_CPP_LOG_LINE = re.compile(
+    r'^[IWEF]\d{4} [\d:.]+ +\d+ [\w.]+\.cc:\d+\]|absl::InitializeLog'
+    r'|rebuild TensorFlow with the appropriate compiler flags'
+)
+
+
+def user_env(**changes: str) -> Dict[str, str]:
+  """os.environ as a new user has it: none of the variables runtime sets.
+
+  For tests of what a command prints in the default environment (pytest's
+  own process has run runtime.setup(), and run_tests.sh sets
+  TF_CPP_MIN_LOG_LEVEL=3).
+  """
+  env = {k: v for k, v in os.environ.items() if k not in _RUNTIME_VARS}
+  env.update(changes)
+  return env
+
+
+def tensorflow_noise(stderr: str) -> List[str]:
+  """The lines of TensorFlow's C++ logging in `stderr`, to assert none."""
+  return [line for line in stderr.splitlines() if _CPP_LOG_LINE.search(line)]
 
 
 class TempDirMixin:
