@@ -65,6 +65,10 @@ def _raise_if_missing(needed: Mapping[str, str]) -> None:
 # [-1, 1], so anything beyond this is another scaling (e.g. [0, 255]).
 INPUT_RANGE = (-1.0, 1.0)
 RANGE_SLACK = 0.5
+# How model inputs are scaled, for the messages that refuse other scalings.
+INPUT_SCALING = (
+    'RGB: x / 127.5 - 1; flow: TV-L1 clipped to +-20 pixels and divided by 20'
+)
 _NPY_MAGIC = b'\x93NUMPY'
 
 
@@ -130,9 +134,8 @@ def check_input(
   ):
     raise InputError(
         f'{what} holds values in [{low:g}, {high:g}], far outside the '
-        f'[{lo:g}, {hi:g}] the model expects (RGB: x / 127.5 - 1; flow: TV-L1 '
-        'clipped to +-20 pixels and divided by 20); rescale it, or allow it '
-        'explicitly'
+        f'[{lo:g}, {hi:g}] the model expects ({INPUT_SCALING}); rescale it, '
+        'or allow it explicitly'
     )
   return sample
 
@@ -321,7 +324,9 @@ def clip_logits(
     end: Clip end in seconds, or None.
     workers: Processes for TV-L1; None = all cores.
     progress: Show a tqdm bar on stderr: over the frames prepared (decoded,
-      TV-L1) for the first chunk, then over those the network has run.
+      TV-L1) for the first chunk, with no total; then, for a clip longer than
+      one chunk, over the frames of the clip's total that every stream's
+      network has run.
     flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
 
   Returns:
@@ -373,13 +378,21 @@ def clip_logits(
     first = (head.popleft() for _ in range(len(head)))
     pending = itertools.chain(first, frames)
     bar.reset(total=num_frames)
+    # The bar shows the frames every stream's network has run: the slowest.
+    ran = dict.fromkeys(streams, 0)
+    lock = threading.Lock()
 
     def consumer(stream: str):
+      def on_frames(count: int) -> None:
+        with lock:
+          ran[stream] += count
+          bar.update(min(ran.values()) - bar.n)
+
       def consume(stream_frames: Iterable[np.ndarray]) -> np.ndarray:
         return predictors[stream].logits_stream(
             _pieces(stream_frames, _STREAM_PIECE),
             num_frames=num_frames,
-            on_frames=bar.update if stream == streams[0] else None,
+            on_frames=on_frames,
         )
 
       return consume

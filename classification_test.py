@@ -8,6 +8,7 @@ from absl.testing import parameterized
 import av
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 import assets
 import classification
@@ -87,6 +88,45 @@ class ClipLogitsTest(
     # Each pass opens the file twice: to check the clip, then to decode.
     self.assertLen(opens, 4)
 
+  def test_progress_counts_frames_once_every_network_has_run_them(self):
+    # The issue: 132/132 at 0 s, before the network had run. Whenever the
+    # bar has the clip's total, its count must not run ahead of the frames
+    # that both streams' networks have finished.
+    predictors = self.predictors(16)
+    ran = dict.fromkeys(predictors, 0)
+
+    def counting(stream, make_step):
+      def make(endpoint):
+        step = make_step(endpoint)
+
+        def counted(frames, *args):
+          out = step(frames, *args)
+          ran[stream] += int(frames.shape[1])
+          return out
+
+        return counted
+
+      return make
+
+    for stream, predictor in predictors.items():
+      predictor._step = counting(stream, predictor._step)
+    shown = []
+
+    class Bar(tqdm.tqdm):
+
+      def update(self, n=1):
+        super().update(n)
+        if self.total:
+          shown.append((self.n, min(ran.values())))
+
+    with mock.patch.object(classification.tqdm, 'tqdm', Bar):
+      result = classification.clip_logits(predictors, self.video, progress=True)
+    self.assertTrue(result.streamed)
+    self.assertEqual(ran, {'rgb': 42, 'flow': 42})
+    self.assertEqual(shown[-1][0], 42)
+    for count, done in shown:
+      self.assertLessEqual(count, done)
+
   def test_streamed_joint_equals_whole_clip_passes(self):
     streamed = classification.clip_logits(self.predictors(16), self.video)
     whole = classification.clip_logits(self.predictors(64), self.video)
@@ -102,11 +142,25 @@ class ClipLogitsTest(
 
   def test_short_clip_is_looped(self):
     short = testing.write_moving_video(os.path.join(self.tmp, 's.mp4'), 6)
-    result = classification.clip_logits(self.predictors(16), short)
+    counts = []
+
+    class Bar(tqdm.tqdm):
+
+      def update(self, n=1):
+        super().update(n)
+        counts.append(self.n)
+
+    # A clip within one chunk shows progress too, over the frames prepared
+    # (decoded, TV-L1 for flow: the slow part of a short joint clip).
+    with mock.patch.object(classification.tqdm, 'tqdm', Bar):
+      result = classification.clip_logits(
+          self.predictors(16), short, progress=True
+      )
     self.assertEqual(
         (result.num_frames, result.frames_used, result.looped),
         (6, recipe.MIN_FRAMES, True),
     )
+    self.assertEqual(counts, [1, 2, 3, 4, 5, 6])
 
   def test_a_failing_stream_fails_the_clip(self):
     predictors = self.predictors(16)

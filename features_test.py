@@ -6,6 +6,7 @@ TV-L1 by a cheap stand-in (`testing.fake_iter_flow`); `ClipTest` runs the real o
 on a few frames.
 """
 
+import collections
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from unittest import mock
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 import assets
 import features
@@ -258,15 +260,36 @@ class ExtractorTest(testing.FakeFlowMixin, _TempDir):
 
   def test_run_writes_shapes_and_json(self):
     out = self.out_dir('run')
-    summary = self.extractor(streams=('rgb', 'flow'), window=16, stride=8).run(
-        features.find_videos(self.videos_dir), out, progress=False
-    )
+    updates = collections.Counter()
+
+    class Bar(tqdm.tqdm):
+
+      def update(self, n=1):
+        super().update(n)
+        updates[self.unit] += n
+
+    with mock.patch.object(features.tqdm, 'tqdm', Bar):
+      summary = self.extractor(
+          streams=('rgb', 'flow'), window=16, stride=8
+      ).run(features.find_videos(self.videos_dir), out, progress=True)
     self.assertEqual(
         sorted(v.name for v in summary.extracted),
         ['long', 'sub/other', 'sub/short'],
     )
     self.assertEmpty(summary.failed)
     expect_windows = {'long': 42, 'sub/other': 20, 'sub/short': 6}
+    # Progress: the videos, and each video's windows as the network takes
+    # them (TV-L1 of one window can take minutes).
+    self.assertEqual(
+        updates,
+        {
+            'video': 3,
+            'window': sum(
+                len(features.window_starts(n, 16, 8))
+                for n in expect_windows.values()
+            ),
+        },
+    )
     for name, frames in expect_windows.items():
       with open(os.path.join(out, name + '.json')) as f:
         record = json.load(f)
