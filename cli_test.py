@@ -291,6 +291,7 @@ class ExtractFeaturesTest(CommandTestCase):
 
   def test_output_dir_is_a_file(self):
     self.error('file', r"a_file' is a file, not a folder")
+    self.assertEqual(os.path.getsize(self.a_file), 0)
 
   def test_600_classes_in_a_400_class_slot_is_refused(self):
     self.error('slot600', r'has 600 classes, but 400 are expected')
@@ -326,11 +327,23 @@ class SmallCommandsTest(CommandTestCase):
     )[0]
     cls.dest = cls.path('dest')
     os.makedirs(cls.dest)
+    cls.fresh = cls.path('fresh')  # A clone's root, for the default folder.
+    os.makedirs(cls.fresh)
+    small = ['--checkpoints=rgb_imagenet', '--samples=rgb']
     cases = {
-        'nope': [f'--source_dir={cls.path("nope")}'],
-        'synthetic_proc': ['--synthetic', '--synthetic_dir=/proc/x'],
+        'nope': [f'--source_dir={cls.path("nope")}', f'--dest_root={cls.dest}'],
+        'synthetic_proc': [
+            '--synthetic',
+            '--synthetic_dir=/proc/x',
+            f'--dest_root={cls.dest}',
+        ],
+        'synthetic_default': [
+            '--synthetic',
+            *small,
+            '--synthetic_frames=9',
+            f'--dest_root={cls.fresh}',
+        ],
     }
-    cases = {k: v + [f'--dest_root={cls.dest}'] for k, v in cases.items()}
     cls.fetch = dict(zip(cases, _cases('fetch_assets', list(cases.values()))))
 
   def test_preprocess_unwritable_output_dir(self):
@@ -340,6 +353,7 @@ class SmallCommandsTest(CommandTestCase):
     self.assert_error(
         self.preprocess['file'], 'preprocess_video', r'is a file, not a folder'
     )
+    self.assertEqual(os.path.getsize(self.a_file), 0)
 
   def test_preprocess_default_output_dir_is_not_out(self):
     result = self.preprocess['default']
@@ -362,6 +376,19 @@ class SmallCommandsTest(CommandTestCase):
     self.assert_error(result, 'fetch_assets', r'nope does not exist')
     self.assertLen(result['stderr'].splitlines(), 1)
     self.assert_nothing_written(self.dest)
+
+  def test_fetch_synthetic_goes_to_its_own_marked_folder(self):
+    result = self.fetch['synthetic_default']
+    self.assertEqual(result['code'], 0, result['stderr'])
+    self.assertIn('RANDOM files (NOT the release)', result['stdout'])
+    # Only data/synthetic/, never the release's data/ files.
+    self.assertEqual(os.listdir(self.fresh), ['data'])
+    self.assertEqual(
+        os.listdir(os.path.join(self.fresh, 'data')), ['synthetic']
+    )
+    written = os.listdir(os.path.join(self.fresh, 'data', 'synthetic'))
+    self.assertIn(cli.SYNTHETIC_MARKER, written)
+    self.assertIn('checkpoints', written)
 
   def test_fetch_synthetic_unwritable(self):
     self.assert_error(

@@ -87,6 +87,13 @@ _WITH_FEATURES = flags.DEFINE_boolean(
     'Also output the 1024-d Mixed_5c features averaged over time and space '
     '(`features`; for joint `rgb_features` and `flow_features`).',
 )
+_ALLOW_OUT_OF_RANGE = flags.DEFINE_boolean(
+    'allow_out_of_range',
+    False,
+    'Let the SavedModel serve inputs far outside [-1, 1] (beyond +-1.5, e.g. '
+    '[0, 255] pixels); by default it refuses them, as evaluate_sample.py '
+    'does.',
+)
 _OVERWRITE = flags.DEFINE_boolean(
     'overwrite', False, 'Replace --output_dir if it exists.'
 )
@@ -144,6 +151,7 @@ def main(argv: Sequence[str]) -> int:
         _FRAMES.value,
         _WITH_FEATURES.value,
         _OVERWRITE.value,
+        _ALLOW_OUT_OF_RANGE.value,
     )
   except (
       checkpoints.CheckpointError,

@@ -170,6 +170,7 @@ def export(
     frames: Optional[int] = None,
     with_features: bool = False,
     overwrite: bool = False,
+    allow_out_of_range: bool = False,
 ) -> str:
   """Writes the serving model in format `fmt` to `output_dir`, atomically.
 
@@ -181,6 +182,8 @@ def export(
     frames: the clips' fixed frame count, or None for any count >= 9.
     with_features: also output the averaged Mixed_5c features.
     overwrite: replace an existing `output_dir`.
+    allow_out_of_range: as for serving.ServingModule (only the SavedModel
+      keeps the input checks).
 
   Returns:
     The absolute output folder.
@@ -192,8 +195,12 @@ def export(
   """
   check_installed(fmt)
   if fmt == 'saved_model':
-    return serving.export(models, output_dir, with_features, overwrite, frames)
-  module = serving.ServingModule(models, with_features, frames)
+    return serving.export(
+        models, output_dir, with_features, overwrite, frames, allow_out_of_range
+    )
+  module = serving.ServingModule(
+      models, with_features, frames, allow_out_of_range=allow_out_of_range
+  )
   with fileio.atomic_folder(output_dir, overwrite=overwrite) as tmp:
     if fmt == 'openvino':
       require('openvino').save_model(

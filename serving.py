@@ -12,7 +12,12 @@ and returns under the 'serving_default' signature:
                                        rgb_features and flow_features).
 
 Inputs are named by stream: `rgb` ([..., 3]), `flow` ([..., 2]), or both for
-'joint'. BatchNorm is folded into the convolutions (inference.FoldedI3D), so
+'joint'. Like evaluate_sample.py, the signature refuses (InvalidArgumentError,
+naming the input) clips of fewer than 9 frames, a joint request whose `rgb`
+and `flow` differ in batch size or frames, NaN or Inf, and values far outside
+[-1, 1] (beyond +-1.5, e.g. [0, 255] pixels) unless exported with
+allow_out_of_range=True. These checks are assertions in the graph; the ONNX
+and OpenVINO conversions (exporters.py) drop them. BatchNorm is folded into the convolutions (inference.FoldedI3D), so
 the SavedModel is inference-only and matches the Sonnet module to float32
 round-off.
 
@@ -37,6 +42,7 @@ import tensorflow as tf
 
 import assets
 import checkpoints
+import classification
 import fileio
 import i3d
 import inference
@@ -61,6 +67,7 @@ class ServingModule(tf.Module):
       with_features: bool = False,
       frames: Optional[int] = None,
       name: str = 'i3d_serving',
+      allow_out_of_range: bool = False,
   ):
     """Folds the models' weights.
 
@@ -70,6 +77,8 @@ class ServingModule(tf.Module):
       with_features: also output the averaged Mixed_5c features.
       frames: the clips' fixed frame count, or None for any count >= 9.
       name: module name.
+      allow_out_of_range: serve finite values beyond [-1.5, 1.5] instead of
+        refusing them.
 
     Raises:
       ValueError: on an unknown stream, a model that does not fit its stream
@@ -117,6 +126,7 @@ class ServingModule(tf.Module):
     self.num_classes = classes.pop()
     self.with_features = with_features
     self.frames = frames
+    self.allow_out_of_range = allow_out_of_range
     self.nets = {
         part: inference.FoldedI3D(models[part], name=f'{part}_net')
         for part in parts
@@ -179,6 +189,26 @@ class ServingModule(tf.Module):
                 'frames (flow[t] is frame t -> t + 1 of the same clip).',
             )
         )
+      checks.append(
+          tf.debugging.assert_equal(
+              tf.reduce_all(tf.math.is_finite(clip)),
+              True,
+              message=f'`{part}` holds NaN or Inf values; the model needs '
+              'finite float32 values in [-1, 1].',
+          )
+      )
+      if not self.allow_out_of_range:
+        # After the finite check, which names NaN better than this would.
+        with tf.control_dependencies(checks[-1:]):
+          checks.append(
+              tf.debugging.assert_less_equal(
+                  tf.reduce_max(tf.abs(clip)),
+                  classification.INPUT_RANGE[1] + classification.RANGE_SLACK,
+                  message=f'`{part}` holds values far outside the [-1, 1] '
+                  f'the model expects ({classification.INPUT_SCALING}); '
+                  'rescale it, or export with allow_out_of_range. Max |x|:',
+              )
+          )
       batch, frames = shape[0], shape[1]
       with tf.control_dependencies(checks):
         clip = tf.identity(clip)
@@ -222,6 +252,7 @@ def export(
     with_features: bool = False,
     overwrite: bool = False,
     frames: Optional[int] = None,
+    allow_out_of_range: bool = False,
 ) -> str:
   """Writes the SavedModel to `output_dir`, atomically.
 
@@ -234,6 +265,7 @@ def export(
     with_features: also output the averaged Mixed_5c features.
     overwrite: replace an existing `output_dir`.
     frames: as for ServingModule.
+    allow_out_of_range: as for ServingModule.
 
   Returns:
     The absolute output folder.
@@ -248,7 +280,9 @@ def export(
         f'`output_dir` {output_dir} already exists; pass overwrite=True to '
         'replace it.'
     )
-  module = ServingModule(models, with_features, frames)
+  module = ServingModule(
+      models, with_features, frames, allow_out_of_range=allow_out_of_range
+  )
   with fileio.atomic_folder(output_dir, overwrite=overwrite) as tmp:
     tf.saved_model.save(
         module,

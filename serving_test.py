@@ -43,16 +43,34 @@ def _export(args) -> subprocess.CompletedProcess:
   return testing.run_python(['export_saved_model.py', *args])
 
 
-class ExportTest(tf.test.TestCase, parameterized.TestCase):
+class ExportTest(
+    testing.TempDirMixin, tf.test.TestCase, parameterized.TestCase
+):
+
+  _joint = None
+
+  def joint_export(self):
+    """The joint SavedModel with features, exported and loaded once.
+
+    Returns:
+      (its folder, its reloaded serving signature).
+    """
+    if ExportTest._joint is None:
+      models = {'rgb': _model('rgb'), 'flow': _model('flow')}
+      os.makedirs(self.path('joint'))
+      out_dir = self.path('joint/joint')
+      serving.export(models, out_dir, with_features=True)
+      loaded = tf.saved_model.load(out_dir)
+      ExportTest._joint = out_dir, loaded
+    out_dir, loaded = ExportTest._joint
+    return out_dir, loaded.signatures[serving.SIGNATURE_KEY]
 
   def test_joint_round_trip_with_features(self):
     models = {'rgb': _model('rgb'), 'flow': _model('flow')}
-    out_dir = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'joint')
-    serving.export(models, out_dir, with_features=True)
+    out_dir, served = self.joint_export()
     self.assertEqual(
         [f for f in os.listdir(os.path.dirname(out_dir))], ['joint']
     )
-    served = tf.saved_model.load(out_dir).signatures[serving.SIGNATURE_KEY]
     self.assertEqual(
         sorted(served.structured_input_signature[1]), ['flow', 'rgb']
     )
@@ -76,6 +94,22 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(
         out['probabilities'], tf.nn.softmax(logits), atol=_TOL, rtol=0
     )
+
+  @parameterized.named_parameters(
+      ('frames', [1, 10], 0, r'`rgb` and `flow` must have the same number'),
+      ('batch', [2, 9], 0, r'`rgb` and `flow` must have the same batch size'),
+      ('nan', [1, 9], np.nan, r'`rgb` holds NaN or Inf values'),
+      ('pixels', [1, 9], 255, r'`rgb` holds values far outside the \[-1, 1\]'),
+  )
+  def test_reloaded_joint_refuses_what_evaluate_sample_refuses(
+      self, rgb_batch_frames, rgb_value, pattern
+  ):
+    # Against a flow clip of batch 1 and 9 frames.
+    _, served = self.joint_export()
+    rgb = np.zeros([*rgb_batch_frames, 224, 224, 3], np.float32)
+    rgb[0, 0, 0, 0, 0] = rgb_value
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, pattern):
+      served(rgb=tf.constant(rgb), flow=tf.zeros([1, 9, 224, 224, 2]))
 
   def test_flow_entry_point_overwrites(self):
     out_dir = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), 'flow')
@@ -124,6 +158,29 @@ class ExportTest(tf.test.TestCase, parameterized.TestCase):
       module.serve(
           rgb=tf.zeros([1, 10, 224, 224, 3]), flow=tf.zeros([1, 9, 224, 224, 2])
       )
+
+  def test_serving_rejects_inf(self):
+    module = serving.ServingModule({'flow': _model('flow')})
+    clip = _clip('flow', 0)
+    clip[0, 3, 5, 5, 1] = -np.inf
+    with self.assertRaisesRegex(
+        tf.errors.InvalidArgumentError, r'`flow` holds NaN or Inf values'
+    ):
+      module.serve(tf.constant(clip))
+
+  def test_serving_out_of_range_only_when_allowed(self):
+    pixels = tf.constant((_clip('rgb', 0) + 1) * 127.5)
+    with self.assertRaisesRegex(
+        tf.errors.InvalidArgumentError,
+        r'`rgb` holds values far outside .*x / 127.5 - 1.*allow_out_of_range',
+    ):
+      serving.ServingModule({'rgb': _model('rgb')}).serve(pixels)
+    allowed = serving.ServingModule(
+        {'rgb': _model('rgb')}, allow_out_of_range=True
+    )
+    logits = allowed.serve(pixels)['logits']
+    expected, _ = _model('rgb')(pixels, is_training=False)
+    self.assertAllClose(logits, expected, atol=1e-2, rtol=1e-4)
 
 
 class ErrorsTest(tf.test.TestCase):
