@@ -123,6 +123,7 @@ class ExportTest(
             f'--output_dir={out_dir}',
             '--synthetic',
             '--overwrite',
+            '--allow_out_of_range',
         ]
     )
     self.assertEqual(run.returncode, 0, run.stderr[-2000:])
@@ -138,6 +139,11 @@ class ExportTest(
     checkpoints.assign_synthetic(model, 'flow', seed=0)
     self.assertAllClose(
         out['logits'], model(clip, is_training=False)[0], atol=_TOL, rtol=0
+    )
+    # --allow_out_of_range: flow in pixels (unclipped, not divided by 20).
+    pixels = served(flow=tf.constant(clip * 20))['logits']
+    self.assertAllClose(
+        pixels, model(clip * 20, is_training=False)[0], atol=1e-2, rtol=1e-4
     )
 
   def test_serving_rejects_short_clips(self):
