@@ -38,6 +38,7 @@ import numpy as np
 
 import fileio
 import i3d
+import runtime
 import serving
 
 FORMATS = ('saved_model', 'openvino', 'onnx')
@@ -130,11 +131,14 @@ def onnx_model(module: serving.ServingModule):
   level = logger.level
   logger.setLevel(max(level, logging.WARNING))
   try:
-    proto, _ = tf2onnx.convert.from_function(
-        module.serve,
-        input_signature=module.serve.input_signature,
-        opset=ONNX_OPSET,
-    )
+    # Its Grappler pass starts TensorFlow's CUDA platform: without a GPU,
+    # a `failed call to cuInit` error line, held back here.
+    with runtime.quiet_stderr():
+      proto, _ = tf2onnx.convert.from_function(
+          module.serve,
+          input_signature=module.serve.input_signature,
+          opset=ONNX_OPSET,
+      )
   finally:
     logger.setLevel(level)
   _name_free_dims(proto, module.parts)

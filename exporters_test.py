@@ -214,12 +214,15 @@ class ONNXTest(_ExportCase):
             '--frames=9',
             '--synthetic',
             f'--output_dir={out_dir}',
-        ]
+        ],
+        env=testing.user_env(),
     )
     self.assertEqual(run.returncode, 0, run.stderr[-2000:])
     self.assertIn(
         f'Exported the rgb model to {out_dir} (model.onnx)', run.stdout
     )
+    # No `failed call to cuInit` from tf2onnx's Grappler pass.
+    self.assertEqual(testing.tensorflow_noise(run.stderr), [])
     runner = exporters.ONNXRunner(os.path.join(out_dir, 'model.onnx'))
     # The entry point's synthetic rgb weights are those of seed 0.
     self.assertMatchesModule(

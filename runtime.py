@@ -139,8 +139,14 @@ START_UP_NOISE = (
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-  """Holds back file descriptor 2; then writes all but START_UP_NOISE."""
+def quiet_stderr() -> Iterator[None]:
+  """Holds back file descriptor 2; then writes all but START_UP_NOISE.
+
+  Around TensorFlow's import (see `_QuietImport`), and around the few calls
+  that start its CUDA platform however TF_ENABLED_DEVICE_TYPES is set (e.g.
+  Grappler's cluster in tf2onnx's conversion, which logs a failed cuInit on
+  a machine without a GPU).
+  """
   sys.stderr.flush()
   saved = os.dup(2)
   captured = tempfile.TemporaryFile()
@@ -187,7 +193,7 @@ class _QuietImport(importlib.abc.MetaPathFinder):
 
 
 class _QuietLoader(importlib.abc.Loader):
-  """Runs another loader's exec_module inside `_quiet_stderr`."""
+  """Runs another loader's exec_module inside `quiet_stderr`."""
 
   def __init__(self, loader: importlib.abc.Loader):
     self._loader = loader
@@ -198,7 +204,7 @@ class _QuietLoader(importlib.abc.Loader):
   def exec_module(self, module) -> None:
     # The package keeps its own loader (resources, reloading).
     module.__loader__ = module.__spec__.loader = self._loader
-    with _quiet_stderr():
+    with quiet_stderr():
       self._loader.exec_module(module)
 
 

@@ -179,10 +179,10 @@ class QuietStartTest(parameterized.TestCase):
         self.assertIn('tensorflow loaded: True', out, name)
         self.assertEqual(testing.tensorflow_noise(err), [], name)
 
-  def test_quiet_stderr_keeps_what_is_not_start_up_noise(self):
+  def testquiet_stderr_keeps_what_is_not_start_up_noise(self):
     code = (
         'import os, runtime\n'
-        'with runtime._quiet_stderr():\n'
+        'with runtime.quiet_stderr():\n'
         '  os.write(2, b"I0000 00:00:17.9  657 port.cc:153] oneDNN custom '
         'operations are on.\\nreal problem\\n")\n'
     )

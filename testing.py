@@ -78,10 +78,14 @@ def shifted_frames(
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 
-def run_python(args: Sequence[str]) -> subprocess.CompletedProcess:
-  """`python *args` in a fresh process in the repository root, quietly.
+def run_python(
+    args: Sequence[str], env: Optional[Dict[str, str]] = None
+) -> subprocess.CompletedProcess:
+  """`python *args` in a fresh process in the repository root.
 
   Entry points run this way, never imported: their flags would clash.
+  `env` defaults to this one with TF_CPP_MIN_LOG_LEVEL=3 (quiet);
+  `user_env()` gives a new user's.
   """
   return subprocess.run(
       [sys.executable, *args],
@@ -89,7 +93,7 @@ def run_python(args: Sequence[str]) -> subprocess.CompletedProcess:
       text=True,
       check=False,
       cwd=ROOT,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
+      env=env or dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'),
   )
 
 
