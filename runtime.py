@@ -89,7 +89,7 @@ def setup() -> Optional[bool]:
   `TF_CPP_MIN_LOG_LEVEL=1` and, on a machine without an NVIDIA driver,
   `TF_ENABLED_DEVICE_TYPES=CPU`. Before TensorFlow is imported, it also
   arranges that its import, wherever it happens, is quiet (see
-  `quiet_import_hook`). If TensorFlow is already imported the variables no
+  `_QuietImport`). If TensorFlow is already imported the variables no
   longer matter; then, when oneDNN is off and the user did not turn it off,
   this logs (once) how to turn it on.
 
