@@ -179,7 +179,7 @@ class QuietStartTest(parameterized.TestCase):
         self.assertIn('tensorflow loaded: True', out, name)
         self.assertEqual(testing.tensorflow_noise(err), [], name)
 
-  def testquiet_stderr_keeps_what_is_not_start_up_noise(self):
+  def test_quiet_stderr_keeps_what_is_not_start_up_noise(self):
     code = (
         'import os, runtime\n'
         'with runtime.quiet_stderr():\n'
