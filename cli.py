@@ -23,6 +23,7 @@ Usage, in a verb-named script:
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -59,10 +60,20 @@ def _usage_exit(message: object, exitcode: int = USAGE_EXIT) -> None:
   sys.exit(exitcode)
 
 
-def parse_flags(argv: List[str]) -> List[str]:
-  """absl's flags_parser: a bad flag is one error line and exit code 2."""
+def parse_flags(argv: List[str], known_only: bool = False) -> List[str]:
+  """absl's flags_parser: a bad flag is one error line and exit code 2.
+
+  Args:
+    argv: The command line, the script's name first.
+    known_only: Return the flags this program does not define with the
+      positional arguments (for a command that passes them on, e.g. to
+      Beam's PipelineOptions) instead of refusing them.
+
+  Returns:
+    The script's name and the arguments left over.
+  """
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(argv, known_only=known_only)
   except flags.Error as e:
     _usage_exit(e)
     raise  # Not reached.
@@ -97,10 +108,18 @@ def _interrupted() -> None:
   sys.exit(INTERRUPT_EXIT)
 
 
-def run(main: Callable[[Sequence[str]], Optional[int]]) -> None:
-  """app.run(main) with one-line usage errors, failures and interrupts."""
+def run(
+    main: Callable[[Sequence[str]], Optional[int]], known_only: bool = False
+) -> None:
+  """app.run(main) with one-line usage errors, failures and interrupts.
+
+  Args:
+    main: The command's main(argv).
+    known_only: Pass unknown flags on to `main` in argv (see parse_flags).
+  """
+  parser = functools.partial(parse_flags, known_only=known_only)
   try:
-    app.run(wrap(main), flags_parser=parse_flags)
+    app.run(wrap(main), flags_parser=parser)
   except KeyboardInterrupt:  # During start-up or absl's own handling.
     _interrupted()
 
