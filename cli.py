@@ -32,11 +32,10 @@ from typing import Callable, List, Optional, Sequence
 from absl import app
 from absl import flags
 
+import assets
+
 USAGE_EXIT = 2
 INTERRUPT_EXIT = 130
-# What the random-weight banner says; printed on stderr by every command
-# whose models or data come from a folder marked as synthetic.
-SYNTHETIC_MARKER = 'NOT_THE_RELEASE.txt'
 
 
 class Failure(Exception):
@@ -125,7 +124,7 @@ def run(
 
 
 def synthetic_marker(*paths: Optional[str]) -> Optional[str]:
-  """The SYNTHETIC_MARKER file in or above any of `paths`, or None.
+  """The assets.SYNTHETIC_MARKER file in or above any of `paths`, or None.
 
   Looks in each path's folder and up to two folders above it, so a
   checkpoint prefix `data/synthetic/checkpoints/rgb_imagenet/model.ckpt`, a
@@ -139,7 +138,7 @@ def synthetic_marker(*paths: Optional[str]) -> Optional[str]:
     if not os.path.isdir(folder):
       folder = os.path.dirname(folder)
     for _ in range(4):
-      marker = os.path.join(folder, SYNTHETIC_MARKER)
+      marker = os.path.join(folder, assets.SYNTHETIC_MARKER)
       if os.path.isfile(marker):
         return marker
       folder = os.path.dirname(folder)

@@ -23,7 +23,7 @@ import time
 from absl.testing import absltest
 import numpy as np
 
-import assets
+import checkpoints
 import cli
 import features
 import testing
@@ -73,9 +73,9 @@ class CommandTestCase(testing.TempDirMixin, absltest.TestCase):
     cls.slot600: a checkpoint folder whose rgb_imagenet is the 600-class one.
     """
     cls.data = cls.path('synthetic')
-    assets.write_synthetic(
+    checkpoints.write_synthetic_release(
         cls.data,
-        checkpoints=(*names, 'rgb_scratch_kin600'),
+        names=(*names, 'rgb_scratch_kin600'),
         samples=samples,
         frames=9,
     )
@@ -429,8 +429,8 @@ class InterruptTest(testing.TempDirMixin, absltest.TestCase):
 
   def test_extract_features(self):
     data = self.path('synthetic')
-    assets.write_synthetic(
-        data, checkpoints=('flow_imagenet',), samples=(), frames=9
+    checkpoints.write_synthetic_release(
+        data, names=('flow_imagenet',), samples=(), frames=9
     )
     out = self.path('features')
     self.interrupt(

@@ -208,26 +208,16 @@ def write_checkpoints(
 def make_release(root: str, frames: int = 10) -> str:
   """A release-shaped <root>/data folder with synthetic contents.
 
-  All five checkpoints (seeds 1 to 5 in checkpoints.RELEASE_CHECKPOINTS
-  order), both sample arrays ([1, frames, 224, 224, C] uniform in [-1, 1])
-  and both label maps ('synthetic class <i>').
+  checkpoints.write_synthetic_release with seed 1: all five checkpoints
+  (seeds 1 to 5 in checkpoints.RELEASE_CHECKPOINTS order), both sample
+  arrays ([1, frames, 224, 224, C] uniform in [-1, 1]), both label maps
+  ('synthetic class <i>') and the random-weights marker.
 
   Returns:
     The data folder.
   """
   data = os.path.join(root, 'data')
-  write_checkpoints(
-      os.path.join(data, 'checkpoints'), tuple(checkpoints.RELEASE_CHECKPOINTS)
-  )
-  rng = np.random.default_rng(0)
-  for stream, channels in checkpoints.STREAM_CHANNELS.items():
-    np.save(
-        os.path.join(data, f'v_CricketShot_g04_c01_{stream}.npy'),
-        rng.uniform(-1, 1, [1, frames, 224, 224, channels]).astype(np.float32),
-    )
-  for path, n in (('label_map.txt', 400), ('label_map_600.txt', 600)):
-    with open(os.path.join(data, path), 'w') as f:
-      f.write(''.join(f'synthetic class {i}\n' for i in range(n)))
+  checkpoints.write_synthetic_release(data, frames=frames, seed=1)
   return data
 
 
