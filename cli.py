@@ -54,7 +54,7 @@ def error(message: object, command: Optional[str] = None) -> None:
 
 def _usage_exit(message: object, exitcode: int = USAGE_EXIT) -> None:
   command = command_name()
-  text = ' '.join(str(message).split())
+  text = ' '.join(str(message).split()).rstrip('.')
   error(f'{text}; run `python {command}.py --helpshort` for the flags', command)
   sys.exit(exitcode)
 
