@@ -108,6 +108,16 @@ class EvaluateSampleTest(CommandTestCase):
     os.makedirs(cls.inputs)
     for name, array in arrays.items():
       np.save(os.path.join(cls.inputs, f'{name}.npy'), array)
+    # A copy of rgb_imagenet whose index is cut short.
+    cls.corrupt = cls.path('corrupt')
+    shutil.copytree(
+        os.path.join(cls.data, 'checkpoints', 'rgb_imagenet'),
+        os.path.join(cls.corrupt, 'rgb_imagenet'),
+    )
+    with open(
+        os.path.join(cls.corrupt, 'rgb_imagenet', 'model.ckpt.index'), 'r+b'
+    ) as f:
+      f.truncate(50)
     open(os.path.join(cls.inputs, 'empty.npy'), 'wb').close()
     with open(os.path.join(cls.inputs, 'garbage.npy'), 'wb') as f:
       f.write(os.urandom(4096))
@@ -127,9 +137,14 @@ class EvaluateSampleTest(CommandTestCase):
         'float64': ['--eval_type=rgb', rgb('float64')],
         'joint_lengths': [f'--flow_sample={cls.inputs}/flow10.npy'],
         'slot600': ['--eval_type=rgb', f'--checkpoint_dir={cls.slot600}'],
+        'corrupt': ['--eval_type=rgb', f'--checkpoint_dir={cls.corrupt}'],
+        'missing_flow': [
+            '--eval_type=flow',
+            f'--flow_sample={cls.inputs}/nope.npy',
+        ],
         'bad_flag': ['--eval_type=rgb800'],
         'positional': ['--imagenet_pretrained', 'false'],
-        'synthetic': ['--eval_type=joint'],
+        'synthetic': [],  # The default: joint.
     }
     base = [f'--data_dir={cls.data}']
     results = _cases('evaluate_sample', [base + c for c in cases.values()])
@@ -181,6 +196,17 @@ class EvaluateSampleTest(CommandTestCase):
     )
     self.assertNotIn('label map', self.results['slot600']['stderr'])
 
+  def test_corrupt_checkpoint(self):
+    self.error(
+        'corrupt', r'rgb_imagenet/model.ckpt.index: it is truncated or corrupt'
+    )
+
+  def test_missing_custom_file_names_the_flag(self):
+    stderr = self.results['missing_flow']['stderr']
+    self.error('missing_flow', r'Missing input files:')
+    self.assertIn(f'flow sample: {self.inputs}/nope.npy', stderr)
+    self.assertIn('--flow_sample', stderr)
+
   def test_bad_flag_is_one_line_without_help(self):
     self.error(
         'bad_flag',
@@ -189,10 +215,17 @@ class EvaluateSampleTest(CommandTestCase):
         code=2,
     )
     self.assertLen(self.results['bad_flag']['stderr'].splitlines(), 1)
+    self.assertIn(
+        'rgb800: value should be one of <rgb|rgb600|flow|joint>',
+        self.results['bad_flag']['stderr'],
+    )
 
   def test_positional_argument_is_one_line_without_help(self):
     self.error('positional', r"Unexpected positional arguments \['false'\]")
     self.assertLen(self.results['positional']['stderr'].splitlines(), 1)
+    self.assertIn(
+        '--imagenet_pretrained=false', self.results['positional']['stderr']
+    )
 
   def test_synthetic_weights_say_so(self):
     result = self.results['synthetic']
@@ -200,6 +233,10 @@ class EvaluateSampleTest(CommandTestCase):
     self.assertIn('RANDOM WEIGHTS', result['stderr'])
     self.assertIn('NOT the release', result['stderr'])
     self.assertIn('synthetic class', result['stdout'])
+    # The default eval type (joint) prints the whole report.
+    norm, rows = testing.parse_report(result['stdout'])
+    self.assertGreater(norm, 0)
+    self.assertLen(rows, 20)
 
 
 class ClassifyVideoTest(CommandTestCase):
