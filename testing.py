@@ -7,13 +7,14 @@ module imports another: what two tests share lives here.
 from __future__ import annotations
 
 from fractions import Fraction
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Dict, Iterable, Iterator, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 from unittest import mock
 
 import cv2
@@ -275,6 +276,44 @@ def parse_report(text: str):
   return norm, rows
 
 
+def entry_cases(
+    module: str, cases: Sequence[Sequence[str]], cwd: str = ROOT
+) -> List[Dict[str, Any]]:
+  """Each case's {'args', 'code', 'stdout', 'stderr'}, from one subprocess.
+
+  Runs `run_entry_cases` (below) in a fresh process in `cwd`, with this
+  folder on PYTHONPATH; fails if that process itself fails or shows a
+  traceback.
+
+  Args:
+    module: The entry point's module name, e.g. 'compute_fvd'.
+    cases: Argument lists, without the script name; run in order.
+    cwd: The current folder of the runs.
+  """
+  path = os.environ.get('PYTHONPATH')
+  done = subprocess.run(
+      [
+          sys.executable,
+          '-c',
+          'import testing; testing.run_entry_cases()',
+          module,
+          json.dumps(cases),
+      ],
+      capture_output=True,
+      text=True,
+      check=False,
+      cwd=cwd,
+      env=dict(
+          os.environ,
+          TF_CPP_MIN_LOG_LEVEL='3',
+          PYTHONPATH=ROOT + (os.pathsep + path if path else ''),
+      ),
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert 'Traceback' not in done.stderr, done.stderr[-3000:]
+  return json.loads(done.stdout)
+
+
 def run_entry_cases() -> None:
   """Runs one entry point's main on many argument lists in one process.
 
@@ -287,8 +326,6 @@ def run_entry_cases() -> None:
   import contextlib  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
   import io  # pylint: disable=g-import-not-at-top
-  import json  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
 
   from absl import flags  # pylint: disable=g-import-not-at-top
 
