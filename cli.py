@@ -78,6 +78,24 @@ def parse_flags(argv: List[str], known_only: bool = False) -> List[str]:
     raise  # Not reached.
 
 
+def usage_error(error: Exception, names: Sequence[str]) -> app.UsageError:
+  """A library's error about its arguments, as a usage error naming flags.
+
+  Library errors name an argument in backticks, alone (`window`) or before
+  its value (`inputs` 'x'); for a command whose flags have those names, the
+  message says --window and --inputs='x' instead.
+
+  Args:
+    error: The library's error.
+    names: The arguments that are flags of the same name.
+  """
+  text = str(error)
+  for name in names:
+    text = text.replace(f"`{name}` '", f"--{name}='")
+    text = text.replace(f'`{name}`', f'--{name}')
+  return app.UsageError(text, exitcode=USAGE_EXIT)
+
+
 def wrap(
     main: Callable[[Sequence[str]], Optional[int]],
 ) -> Callable[[Sequence[str]], Optional[int]]:

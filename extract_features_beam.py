@@ -87,12 +87,7 @@ def main(argv: Sequence[str]) -> int:
     features.check_window(FLAGS.window, FLAGS.stride, FLAGS.endpoint)
     videos = beam_features.find_videos(FLAGS.inputs)
   except ValueError as e:
-    raise _usage(
-        str(e)
-        .replace('`window`', '--window')
-        .replace('`stride`', '--stride')
-        .replace('`inputs` ', '--inputs=')
-    ) from e
+    raise cli.usage_error(e, ('window', 'stride', 'inputs')) from e
 
   prefixes = assets.resolve(
       FLAGS.streams, FLAGS.imagenet_pretrained, FLAGS.checkpoint_dir
