@@ -1,14 +1,14 @@
 """Bad input at the command line: one error line, early, nothing written.
 
 Each entry point runs once, in one subprocess, over all its cases
-(testing.run_entry_cases), since importing TensorFlow costs seconds. Every
+(testing.entry_cases), since importing TensorFlow costs seconds
+(fetch_assets.py, which starts without it, runs once per case). Every
 case asserts the message, the exit code, that there is no traceback and
 that nothing was written. BAD_INPUT.md lists the same cases.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -30,27 +30,6 @@ import testing
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 _ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=_ROOT)
-
-
-def _cases(module: str, cases, cwd: str = _ROOT):
-  """Each case's {'code', 'stdout', 'stderr'}, from one subprocess."""
-  done = subprocess.run(
-      [
-          sys.executable,
-          '-c',
-          'import testing; testing.run_entry_cases()',
-          module,
-          json.dumps(cases),
-      ],
-      capture_output=True,
-      text=True,
-      check=False,
-      cwd=cwd,
-      env=_ENV,
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  assert 'Traceback' not in done.stderr, done.stderr[-3000:]
-  return json.loads(done.stdout)
 
 
 class CommandTestCase(testing.TempDirMixin, absltest.TestCase):
@@ -147,7 +126,9 @@ class EvaluateSampleTest(CommandTestCase):
         'synthetic': [],  # The default: joint.
     }
     base = [f'--data_dir={cls.data}']
-    results = _cases('evaluate_sample', [base + c for c in cases.values()])
+    results = testing.entry_cases(
+        'evaluate_sample', [base + c for c in cases.values()]
+    )
     cls.results = dict(zip(cases, results))
 
   def error(self, case: str, pattern: str, code: int = 1):
@@ -246,22 +227,30 @@ class ClassifyVideoTest(CommandTestCase):
     super().setUpClass()
     cls.write_data(('rgb_imagenet',))
     cls.video = testing.write_moving_video(cls.path('clip.mp4'), 10)
+    cls.bad = cls.path('bad.mp4')
+    with open(cls.bad, 'wb') as f:
+      f.write(b'not a video at all\n' * 50)
     cls.out = cls.path('out')
     os.makedirs(cls.out)
-    base = [f'--video={cls.video}', f'--data_dir={cls.data}', '--noprogress']
+    base = [f'--data_dir={cls.data}', '--noprogress']
+    video = f'--video={cls.video}'
     cases = {
-        'json_proc': ['--json_out=/proc/x.json'],
-        'chart_proc': ['--chart_out=/proc/x.png'],
-        'chart_folder': [f'--chart_out={cls.out}'],
-        'slot600': [f'--checkpoint_dir={cls.slot600}'],
+        'json_proc': [video, '--json_out=/proc/x.json'],
+        'chart_proc': [video, '--chart_out=/proc/x.png'],
+        'chart_folder': [video, f'--chart_out={cls.out}'],
+        'slot600': [video, f'--checkpoint_dir={cls.slot600}'],
+        'bad_video': [f'--video={cls.bad}'],
         'outputs': [
+            video,
             f'--json_out={cls.out}/clip.json',
             f'--chart_out={cls.out}/clip.png',
         ],
     }
     old_umask = os.umask(0o022)
     try:
-      results = _cases('classify_video', [base + c for c in cases.values()])
+      results = testing.entry_cases(
+          'classify_video', [base + c for c in cases.values()]
+      )
     finally:
       os.umask(old_umask)
     cls.results = dict(zip(cases, results))
@@ -282,6 +271,11 @@ class ClassifyVideoTest(CommandTestCase):
 
   def test_600_classes_in_a_400_class_slot(self):
     self.error('slot600', r'has 600 classes, but 400 are expected')
+
+  def test_not_a_video(self):
+    self.error(
+        'bad_video', 'Cannot read ' + re.escape(repr(self.bad)) + ' as a video'
+    )
 
   def test_outputs_have_normal_permissions_and_the_banner(self):
     result = self.results['outputs']
@@ -314,8 +308,15 @@ class ExtractFeaturesTest(CommandTestCase):
             '--window=9',
         ],
         'bad_flag': ['--output_dir=x', '--window=0'],
+        'short_window': [
+            f'--output_dir={cls.path("unused")}',
+            '--endpoint=Logits',
+            '--window=8',
+        ],
     }
-    results = _cases('extract_features', [base + c for c in cases.values()])
+    results = testing.entry_cases(
+        'extract_features', [base + c for c in cases.values()]
+    )
     cls.results = dict(zip(cases, results))
 
   def error(self, case: str, pattern: str, code: int = 1):
@@ -334,6 +335,17 @@ class ExtractFeaturesTest(CommandTestCase):
   def test_bad_flag_is_one_line(self):
     self.error('bad_flag', r'window.*--helpshort', code=2)
     self.assertLen(self.results['bad_flag']['stderr'].splitlines(), 1)
+
+  def test_window_too_short_for_the_endpoint(self):
+    self.error(
+        'short_window',
+        re.escape(
+            '--window must be an int of at least 9 frames for endpoint '
+            "'Logits'; got 8"
+        ),
+        code=2,
+    )
+    self.assertFalse(os.path.exists(self.path('unused')))
 
 
 class SmallCommandsTest(CommandTestCase):
@@ -354,9 +366,14 @@ class SmallCommandsTest(CommandTestCase):
         'default': [video, '--streams=rgb', '--nogif', '--noprogress'],
     }
     cls.preprocess = dict(
-        zip(cases, _cases('preprocess_video', list(cases.values()), cls.work))
+        zip(
+            cases,
+            testing.entry_cases(
+                'preprocess_video', list(cases.values()), cls.work
+            ),
+        )
     )
-    cls.export = _cases(
+    cls.export = testing.entry_cases(
         'export_saved_model', [['--output_dir=/proc/x/1', '--synthetic']]
     )[0]
     cls.dest = cls.path('dest')
@@ -365,8 +382,18 @@ class SmallCommandsTest(CommandTestCase):
         'nope': [f'--source_dir={cls.path("nope")}'],
         'synthetic_proc': ['--synthetic', '--synthetic_dir=/proc/x'],
     }
-    cases = {k: v + [f'--dest_root={cls.dest}'] for k, v in cases.items()}
-    cls.fetch = dict(zip(cases, _cases('fetch_assets', list(cases.values()))))
+    # fetch_assets.py starts without TensorFlow: a process per case is
+    # quicker than one that imports testing.py.
+    cls.fetch = {}
+    for name, args in cases.items():
+      done = testing.run_python(
+          ['fetch_assets.py', *args, f'--dest_root={cls.dest}']
+      )
+      cls.fetch[name] = {
+          'code': done.returncode,
+          'stdout': done.stdout,
+          'stderr': done.stderr,
+      }
 
   def test_preprocess_unwritable_output_dir(self):
     self.assert_error(self.preprocess['proc'], 'preprocess_video', r"'/proc/x'")
