@@ -48,6 +48,7 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
     cls.tmp = tempfile.mkdtemp()
     cls.data = testing.make_release(cls.tmp)
     cls.reference_logits = {}
+    cls.reports = {}
 
   def _reference(self, name):
     """Independent NumPy logits of one synthetic checkpoint on its sample."""
@@ -65,6 +66,13 @@ class EvaluateSampleTest(tf.test.TestCase, parameterized.TestCase):
     return self.reference_logits[name]
 
   def _evaluate(self, eval_type, imagenet_pretrained, mode='fast'):
+    """The report of one evaluation, computed once per class."""
+    key = (eval_type, imagenet_pretrained, mode)
+    if key not in self.reports:
+      self.reports[key] = self._classify(eval_type, imagenet_pretrained, mode)
+    return self.reports[key]
+
+  def _classify(self, eval_type, imagenet_pretrained, mode):
     d = self.data
     result = classification.classify_arrays(
         eval_type,
