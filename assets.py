@@ -44,7 +44,6 @@ import urllib.parse
 import urllib.request
 
 from absl import logging
-import numpy as np
 import tqdm
 
 import fileio
@@ -974,83 +973,9 @@ def _extract_member(
 
 
 # ---------------------------------------------------------------------------
-# Random stand-ins for the release, for machines that cannot fetch it.
+# Random stand-ins for the release, for machines that cannot fetch it
+# (written by checkpoints.write_synthetic_release).
 
 SYNTHETIC_DIR = 'data/synthetic'
 SYNTHETIC_MARKER = 'NOT_THE_RELEASE.txt'
 SYNTHETIC_FRAMES = 79  # The release's cricket sample has 79 frames.
-
-
-def write_synthetic(
-    folder: str,
-    checkpoints: Sequence[str] = CHECKPOINT_NAMES,
-    samples: Sequence[str] = STREAMS,
-    frames: int = SYNTHETIC_FRAMES,
-    seed: int = 0,
-) -> List[str]:
-  """Writes random files shaped like the release's data/ into `folder`.
-
-  `folder` gets the SYNTHETIC_MARKER file first (so the commands can tell,
-  and say, that the weights are random), then checkpoints/<name>/model.ckpt
-  with each release checkpoint's exact tensor names and shapes, both label
-  maps (`synthetic class <i>` lines) and the sample inputs
-  v_CricketShot_g04_c01_{rgb,flow}.npy, float32 [1, frames, 224, 224, C] in
-  [-1, 1]. Each file is written atomically.
-
-  Args:
-    folder: Where to write; created if missing. Never the release's data/
-      unless the caller means it.
-    checkpoints: Release checkpoint names to write.
-    samples: Streams whose sample input to write.
-    frames: Frames of the sample inputs (at least 9).
-    seed: Seed of the random values.
-
-  Returns:
-    The paths written, relative to `folder`.
-
-  Raises:
-    ValueError: an unknown checkpoint or stream, or too few frames.
-  """
-  import checkpoints as ckpt  # pylint: disable=g-import-not-at-top
-
-  unknown = sorted(set(checkpoints) - set(CHECKPOINT_NAMES)) + sorted(
-      set(samples) - set(STREAMS)
-  )
-  if unknown:
-    raise ValueError(
-        f'Unknown checkpoints or streams {unknown}; valid: '
-        f'{CHECKPOINT_NAMES} and {STREAMS}.'
-    )
-  if frames < 9:
-    raise ValueError(f'`frames` must be at least 9; got {frames}.')
-  written = [SYNTHETIC_MARKER]
-  fileio.write_bytes(
-      os.path.join(folder, SYNTHETIC_MARKER),
-      (
-          'NOT THE RELEASE. Everything in this folder is random, written by '
-          '`python fetch_assets.py --synthetic`\nwith the shapes and names of '
-          "the kinetics-i3d release's data/ files, so that every command can\n"
-          'be tried offline. Any class or number computed from it is '
-          'meaningless.\n'
-      ).encode(),
-  )
-  for seed_offset, name in enumerate(checkpoints):
-    release = RELEASES[name]
-    relative = f'checkpoints/{name}/model.ckpt'
-    prefix = os.path.join(folder, relative)
-    os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    ckpt.write_synthetic(prefix, release.layout, seed=seed + seed_offset)
-    written += [f'{relative}.index', f'{relative}.data-00000-of-00001']
-  for num_classes, release_path in LABEL_MAP_FILES.items():
-    name = os.path.basename(release_path)
-    lines = ''.join(f'synthetic class {i}\n' for i in range(num_classes))
-    fileio.write_bytes(os.path.join(folder, name), lines.encode())
-    written.append(name)
-  rng = np.random.default_rng(seed)
-  for stream in samples:
-    name = os.path.basename(sample_files(stream)[0])
-    shape = (1, frames, 224, 224, STREAM_CHANNELS[stream])
-    array = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
-    fileio.write_npy(os.path.join(folder, name), array)
-    written.append(name)
-  return written

@@ -510,6 +510,24 @@ class FetchAssetsTest(absltest.TestCase):
     self.assertNotIn('Traceback', result.stderr)
     self.assertEmpty(os.listdir(self.tmp))
 
+  def test_starts_without_tensorflow(self):
+    # Only rebuilding rgb_scratch (pypi_release.py) needs TensorFlow.
+    result = subprocess.run(
+        [
+            sys.executable,
+            '-c',
+            "import sys; sys.argv = ['fetch_assets.py']; import fetch_assets; "
+            "print(sorted({'tensorflow', 'checkpoints'} & set(sys.modules)))",
+        ],
+        cwd=_HERE,
+        env=_no_proxy_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertEqual(result.stdout.strip(), '[]')
+
   def test_unknown_checkpoint_is_a_flag_error(self):
     result = self._run('--checkpoints=rgb_kin600', f'--dest_root={self.tmp}')
     self.assertNotEqual(result.returncode, 0)

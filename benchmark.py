@@ -6,7 +6,7 @@ keeps freed memory, so peaks measured in one long-lived process only grow.
 Each one builds the model with random release-shaped weights, runs `--warmup`
 untimed calls, then `--iters` timed calls of batch `--batch`, and reports
 clips/s, frames/s, effective GFLOP/s (convolution FLOPs counted analytically,
-see conv_flops) and that as a percentage of two rates measured in
+see timing.conv_flops) and that as a percentage of two rates measured in
 the same run: the cores' fp32 FMA limit (runtime.fma_peak, a register-resident
 fused multiply-add loop on every core; left out without a C compiler) and
 TensorFlow's sustained fp32 matmul rate. The header names the CPU, its vector
@@ -38,7 +38,6 @@ import runtime  # pylint: disable=g-bad-import-order
 runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 
 import json
-import math
 import os
 import resource
 import subprocess
@@ -226,7 +225,8 @@ def _run_clip(config: Dict[str, Any]) -> Dict[str, Any]:
   times = timing.time_calls(call, config['warmup'], config['iters'])
   chunk = predictors[0].chunk_frames if predictors else None
   flops = config['batch'] * sum(
-      sum(conv_flops(frames, in_channels=_CHANNELS[p]).values()) for p in parts
+      sum(timing.conv_flops(frames, in_channels=_CHANNELS[p]).values())
+      for p in parts
   )
   return {
       'kind': 'clip',
@@ -273,7 +273,8 @@ def _run_long(config: Dict[str, Any]) -> Dict[str, Any]:
   elapsed = time.perf_counter() - start
   del logits
   flops = sum(
-      sum(conv_flops(total, in_channels=_CHANNELS[p]).values()) for p in parts
+      sum(timing.conv_flops(total, in_channels=_CHANNELS[p]).values())
+      for p in parts
   )
   return {
       'kind': 'long',
@@ -328,74 +329,12 @@ def _spawn(
   return json.loads(lines[-1])
 
 
-# ---- analytic FLOPs -------------------------------------------------------
-
-
-def conv_flops(
-    frames: int,
-    height: int = 224,
-    width: int = 224,
-    in_channels: int = 3,
-    num_classes: int = 400,
-    final_endpoint: str = 'Logits',
-) -> Dict[str, int]:
-  """Multiply-add FLOPs (2 per MAC) of the convs of each endpoint.
-
-  Counts every conv's output positions (after its stride) times its kernel
-  volume times input and output channels, times 2. Pools, BatchNorm, bias
-  and ReLU are left out: together they are well under 1% of the total.
-
-  Returns:
-    endpoint -> FLOPs, in network order, up to `final_endpoint`.
-  """
-  import i3d  # pylint: disable=g-import-not-at-top
-
-  if final_endpoint not in i3d.VALID_ENDPOINTS:
-    raise ValueError(
-        f'Unknown `final_endpoint` {final_endpoint!r}; valid '
-        f'values are: {", ".join(i3d.VALID_ENDPOINTS)}.'
-    )
-  shape = [frames, height, width]
-  channels = in_channels
-  out = {}
-
-  def conv(size, c_in, c_out, kernel, stride=(1, 1, 1)):
-    size = [-(-n // s) for n, s in zip(size, stride)]
-    return size, 2 * math.prod(size) * math.prod(kernel) * c_in * c_out
-
-  for spec in i3d.LAYER_SPECS:
-    if isinstance(spec, i3d.ConvSpec):
-      shape, flops = conv(
-          shape, channels, spec.channels, spec.kernel, spec.stride
-      )
-      channels = spec.channels
-    elif isinstance(spec, i3d.PoolSpec):
-      shape = [-(-n // s) for n, s in zip(shape, spec.stride)]
-      flops = 0
-    else:
-      # The 3x3x3 convs read their branch's reduce; the 1x1x1s the input.
-      reduced = {'Branch_1': spec.b1[0], 'Branch_2': spec.b2[0]}
-      flops = 0
-      for path, c_out, kernel in i3d.mixed_branches(spec):
-        c_in = reduced[path.split('/')[0]] if kernel == (3, 3, 3) else channels
-        flops += conv(shape, c_in, c_out, kernel)[1]
-      channels = spec.out_channels
-    out[spec.name] = flops
-    if spec.name == final_endpoint:
-      return out
-  pooled = [n - p + 1 for n, p in zip(shape, i3d.LOGITS_POOL)]
-  out['Logits'] = conv(pooled, channels, num_classes, (1, 1, 1))[1]
-  if final_endpoint == 'Predictions':
-    out['Predictions'] = 0
-  return out
-
-
 # ---- the table -----------------------------------------------------------
 
 
 def _flops_table(frames: List[int]) -> str:
   lengths = frames or [79]
-  per = {t: conv_flops(t) for t in lengths}
+  per = {t: timing.conv_flops(t) for t in lengths}
   rows = [
       'Convolution GFLOPs per 224x224 RGB clip, by endpoint (flow differs '
       'only at Conv3d_1a_7x7: 2/3 of it):',

@@ -289,7 +289,7 @@ def main(argv):
         )
         flops = FLAGS.batch * sum(
             sum(
-                benchmark.conv_flops(
+                timing.conv_flops(
                     frames, in_channels=assets.STREAM_CHANNELS[p]
                 ).values()
             )

@@ -13,7 +13,7 @@ One run, on one machine, back to back:
      and under torch.compile, with `--torch_python` (an interpreter that has
      torch; this one by default), same threads, same clip size.
 Then one table: clips/s, GFLOP/s (the same analytic conv FLOPs for both
-networks, benchmark.conv_flops, read from benchmark.py's JSON) and each as a percentage of the FMA limit and
+networks, timing.conv_flops, read from benchmark.py's JSON) and each as a percentage of the FMA limit and
 of the matmul rate, plus the fast path's speed-up over each torch row.
 
   python benchmark_torch.py --port_file=/tmp/pytorch_i3d.py \
@@ -160,7 +160,7 @@ def main(argv: Sequence[str]) -> None:
     )
     with open(tf_json) as f:
       tf_run = json.load(f)
-  flops = tf_run['results'][0]['flops']  # benchmark.conv_flops, per clip.
+  flops = tf_run['results'][0]['flops']  # timing.conv_flops, per clip.
 
   # 2. The port, in the torch interpreter.
   config = {

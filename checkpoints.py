@@ -555,6 +555,82 @@ def write_synthetic(
   write_tensors(prefix, synthetic_tensors(layout, seed, num_classes))
 
 
+def write_synthetic_release(
+    folder: str,
+    names: Sequence[str] = assets.CHECKPOINT_NAMES,
+    samples: Sequence[str] = assets.STREAMS,
+    frames: int = assets.SYNTHETIC_FRAMES,
+    seed: int = 0,
+) -> List[str]:
+  """Writes random files shaped like the release's data/ into `folder`.
+
+  `folder` gets the SYNTHETIC_MARKER file first (so the commands can tell,
+  and say, that the weights are random), then checkpoints/<name>/model.ckpt
+  with each release checkpoint's exact tensor names and shapes, both label
+  maps (`synthetic class <i>` lines) and the sample inputs
+  v_CricketShot_g04_c01_{rgb,flow}.npy, float32 [1, frames, 224, 224, C] in
+  [-1, 1]. Each file is written atomically.
+
+  Args:
+    folder: Where to write; created if missing. Never the release's data/
+      unless the caller means it.
+    names: Release checkpoint names to write.
+    samples: Streams whose sample input to write.
+    frames: Frames of the sample inputs (at least 9).
+    seed: Seed of the random values.
+
+  Returns:
+    The paths written, relative to `folder`.
+
+  Raises:
+    ValueError: an unknown checkpoint or stream, or too few frames.
+  """
+  unknown = sorted(set(names) - set(assets.CHECKPOINT_NAMES)) + sorted(
+      set(samples) - set(assets.STREAMS)
+  )
+  if unknown:
+    raise ValueError(
+        f'Unknown checkpoints or streams {unknown}; valid: '
+        f'{assets.CHECKPOINT_NAMES} and {assets.STREAMS}.'
+    )
+  if frames < 9:
+    raise ValueError(f'`frames` must be at least 9; got {frames}.')
+  written = [assets.SYNTHETIC_MARKER]
+  fileio.write_bytes(
+      os.path.join(folder, assets.SYNTHETIC_MARKER),
+      (
+          'NOT THE RELEASE. Everything in this folder is random, written by '
+          '`python fetch_assets.py --synthetic`\nwith the shapes and names of '
+          "the kinetics-i3d release's data/ files, so that every command can\n"
+          'be tried offline. Any class or number computed from it is '
+          'meaningless.\n'
+      ).encode(),
+  )
+  for seed_offset, name in enumerate(names):
+    release = assets.RELEASES[name]
+    relative = assets.checkpoint_prefix('checkpoints', name)
+    prefix = os.path.join(folder, relative)
+    os.makedirs(os.path.dirname(prefix), exist_ok=True)
+    write_synthetic(prefix, release.layout, seed=seed + seed_offset)
+    written += [
+        os.path.join(os.path.dirname(relative), f)
+        for f in assets.CHECKPOINT_FILES
+    ]
+  for num_classes, release_path in assets.LABEL_MAP_FILES.items():
+    name = os.path.basename(release_path)
+    lines = ''.join(f'synthetic class {i}\n' for i in range(num_classes))
+    fileio.write_bytes(os.path.join(folder, name), lines.encode())
+    written.append(name)
+  rng = np.random.default_rng(seed)
+  for stream in samples:
+    name = os.path.basename(assets.sample_files(stream)[0])
+    shape = (1, frames, 224, 224, assets.STREAM_CHANNELS[stream])
+    array = rng.uniform(-1.0, 1.0, shape).astype(np.float32)
+    fileio.write_npy(os.path.join(folder, name), array)
+    written.append(name)
+  return written
+
+
 def assign_synthetic(
     model: i3d.InceptionI3d, layout: str = 'rgb', seed: int = 0
 ) -> None:

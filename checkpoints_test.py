@@ -196,6 +196,25 @@ class RoundTripTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotIn(i3d.LOGITS_UNIT, model.units)
 
 
+class SyntheticReleaseTest(tf.test.TestCase):
+  """write_synthetic_release's refusals (its files: cli_test, fetch_assets)."""
+
+  def test_unknown_checkpoint_is_refused(self):
+    with self.assertRaisesRegex(
+        ValueError, r"Unknown checkpoints or streams \['rgb_kin600'\]"
+    ):
+      checkpoints.write_synthetic_release(
+          self.get_temp_dir(), names=('rgb_kin600',)
+      )
+
+  def test_too_few_frames_are_refused(self):
+    with self.assertRaisesRegex(
+        ValueError, '`frames` must be at least 9; got 8'
+    ):
+      checkpoints.write_synthetic_release(self.get_temp_dir(), frames=8)
+    self.assertEmpty(os.listdir(self.get_temp_dir()))
+
+
 class StrictnessTest(tf.test.TestCase):
 
   def setUp(self):

@@ -17,6 +17,11 @@ import recipe
 import testing
 import video
 
+# Frames of the test video: more than the 16-frame chunks of predictors(16),
+# so clip_logits streams it; at most the 64 of predictors(64), which run it
+# whole.
+_FRAMES = 20
+
 
 class ClipLogitsTest(
     testing.FakeFlowMixin,
@@ -31,7 +36,7 @@ class ClipLogitsTest(
     inference.configure_threads()
     cls.ckpt = testing.write_checkpoints(os.path.join(cls.tmp, 'ckpt'))
     cls.video = testing.write_moving_video(
-        os.path.join(cls.tmp, 'v.mp4'), 42, seed=1
+        os.path.join(cls.tmp, 'v.mp4'), _FRAMES, seed=1
     )
     cls.prefixes = {
         s: assets.checkpoint_prefix(cls.ckpt, f'{s}_imagenet')
@@ -75,16 +80,16 @@ class ClipLogitsTest(
             side_effect=lambda *a: (converted.append(1) or real_to_rgb(*a)),
         ),
     ):
-      # 42 frames in chunks of 16: streamed, so the length is counted first.
+      # Longer than a chunk of 16: streamed, so the length is counted first.
       result = classification.clip_logits(self.predictors(16), self.video)
     self.assertTrue(result.streamed)
-    self.assertEqual(result.num_frames, 42)
+    self.assertEqual(result.num_frames, _FRAMES)
     self.assertEqual(set(result.logits), {'rgb', 'flow'})
     # One pass converts every frame once; the counting pass converts none.
-    self.assertLen(converted, 42)
-    # The decoding pass and the counting pass, 42 frames each; no pass per
-    # stream.
-    self.assertLen(decoded, 2 * 42)
+    self.assertLen(converted, _FRAMES)
+    # The decoding pass and the counting pass, _FRAMES frames each; no pass
+    # per stream.
+    self.assertLen(decoded, 2 * _FRAMES)
     # Each pass opens the file twice: to check the clip, then to decode.
     self.assertLen(opens, 4)
 

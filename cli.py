@@ -23,6 +23,7 @@ Usage, in a verb-named script:
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import sys
@@ -31,11 +32,10 @@ from typing import Callable, List, Optional, Sequence
 from absl import app
 from absl import flags
 
+import assets
+
 USAGE_EXIT = 2
 INTERRUPT_EXIT = 130
-# What the random-weight banner says; printed on stderr by every command
-# whose models or data come from a folder marked as synthetic.
-SYNTHETIC_MARKER = 'NOT_THE_RELEASE.txt'
 
 
 class Failure(Exception):
@@ -54,18 +54,46 @@ def error(message: object, command: Optional[str] = None) -> None:
 
 def _usage_exit(message: object, exitcode: int = USAGE_EXIT) -> None:
   command = command_name()
-  text = ' '.join(str(message).split())
+  text = ' '.join(str(message).split()).rstrip('.')
   error(f'{text}; run `python {command}.py --helpshort` for the flags', command)
   sys.exit(exitcode)
 
 
-def parse_flags(argv: List[str]) -> List[str]:
-  """absl's flags_parser: a bad flag is one error line and exit code 2."""
+def parse_flags(argv: List[str], known_only: bool = False) -> List[str]:
+  """absl's flags_parser: a bad flag is one error line and exit code 2.
+
+  Args:
+    argv: The command line, the script's name first.
+    known_only: Return the flags this program does not define with the
+      positional arguments (for a command that passes them on, e.g. to
+      Beam's PipelineOptions) instead of refusing them.
+
+  Returns:
+    The script's name and the arguments left over.
+  """
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(argv, known_only=known_only)
   except flags.Error as e:
     _usage_exit(e)
     raise  # Not reached.
+
+
+def usage_error(error: Exception, names: Sequence[str]) -> app.UsageError:
+  """A library's error about its arguments, as a usage error naming flags.
+
+  Library errors name an argument in backticks, alone (`window`) or before
+  its value (`inputs` 'x'); for a command whose flags have those names, the
+  message says --window and --inputs='x' instead.
+
+  Args:
+    error: The library's error.
+    names: The arguments that are flags of the same name.
+  """
+  text = str(error)
+  for name in names:
+    text = text.replace(f"`{name}` '", f"--{name}='")
+    text = text.replace(f'`{name}`', f'--{name}')
+  return app.UsageError(text, exitcode=USAGE_EXIT)
 
 
 def wrap(
@@ -97,16 +125,24 @@ def _interrupted() -> None:
   sys.exit(INTERRUPT_EXIT)
 
 
-def run(main: Callable[[Sequence[str]], Optional[int]]) -> None:
-  """app.run(main) with one-line usage errors, failures and interrupts."""
+def run(
+    main: Callable[[Sequence[str]], Optional[int]], known_only: bool = False
+) -> None:
+  """app.run(main) with one-line usage errors, failures and interrupts.
+
+  Args:
+    main: The command's main(argv).
+    known_only: Pass unknown flags on to `main` in argv (see parse_flags).
+  """
+  parser = functools.partial(parse_flags, known_only=known_only)
   try:
-    app.run(wrap(main), flags_parser=parse_flags)
+    app.run(wrap(main), flags_parser=parser)
   except KeyboardInterrupt:  # During start-up or absl's own handling.
     _interrupted()
 
 
 def synthetic_marker(*paths: Optional[str]) -> Optional[str]:
-  """The SYNTHETIC_MARKER file in or above any of `paths`, or None.
+  """The assets.SYNTHETIC_MARKER file in or above any of `paths`, or None.
 
   Looks in each path's folder and up to two folders above it, so a
   checkpoint prefix `data/synthetic/checkpoints/rgb_imagenet/model.ckpt`, a
@@ -120,7 +156,7 @@ def synthetic_marker(*paths: Optional[str]) -> Optional[str]:
     if not os.path.isdir(folder):
       folder = os.path.dirname(folder)
     for _ in range(4):
-      marker = os.path.join(folder, SYNTHETIC_MARKER)
+      marker = os.path.join(folder, assets.SYNTHETIC_MARKER)
       if os.path.isfile(marker):
         return marker
       folder = os.path.dirname(folder)

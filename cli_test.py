@@ -1,14 +1,14 @@
 """Bad input at the command line: one error line, early, nothing written.
 
 Each entry point runs once, in one subprocess, over all its cases
-(testing.run_entry_cases), since importing TensorFlow costs seconds. Every
+(testing.entry_cases), since importing TensorFlow costs seconds
+(fetch_assets.py, which starts without it, runs once per case). Every
 case asserts the message, the exit code, that there is no traceback and
 that nothing was written. BAD_INPUT.md lists the same cases.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -24,6 +24,7 @@ from absl.testing import absltest
 import numpy as np
 
 import assets
+import checkpoints
 import cli
 import features
 import testing
@@ -31,28 +32,6 @@ import testing
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 # The environment of a new user: TensorFlow's start-up must be quiet in it.
 _ENV = testing.user_env(PYTHONPATH=_ROOT)
-
-
-def _cases(module: str, cases, cwd: str = _ROOT):
-  """Each case's {'code', 'stdout', 'stderr'}, from one subprocess."""
-  done = subprocess.run(
-      [
-          sys.executable,
-          '-c',
-          'import testing; testing.run_entry_cases()',
-          module,
-          json.dumps(cases),
-      ],
-      capture_output=True,
-      text=True,
-      check=False,
-      cwd=cwd,
-      env=_ENV,
-  )
-  assert done.returncode == 0, done.stderr[-3000:]
-  assert 'Traceback' not in done.stderr, done.stderr[-3000:]
-  assert not testing.tensorflow_noise(done.stderr), done.stderr[-3000:]
-  return json.loads(done.stdout)
 
 
 class CommandTestCase(testing.TempDirMixin, absltest.TestCase):
@@ -75,9 +54,9 @@ class CommandTestCase(testing.TempDirMixin, absltest.TestCase):
     cls.slot600: a checkpoint folder whose rgb_imagenet is the 600-class one.
     """
     cls.data = cls.path('synthetic')
-    assets.write_synthetic(
+    checkpoints.write_synthetic_release(
         cls.data,
-        checkpoints=(*names, 'rgb_scratch_kin600'),
+        names=(*names, 'rgb_scratch_kin600'),
         samples=samples,
         frames=9,
     )
@@ -110,6 +89,16 @@ class EvaluateSampleTest(CommandTestCase):
     os.makedirs(cls.inputs)
     for name, array in arrays.items():
       np.save(os.path.join(cls.inputs, f'{name}.npy'), array)
+    # A copy of rgb_imagenet whose index is cut short.
+    cls.corrupt = cls.path('corrupt')
+    shutil.copytree(
+        os.path.join(cls.data, 'checkpoints', 'rgb_imagenet'),
+        os.path.join(cls.corrupt, 'rgb_imagenet'),
+    )
+    with open(
+        os.path.join(cls.corrupt, 'rgb_imagenet', 'model.ckpt.index'), 'r+b'
+    ) as f:
+      f.truncate(50)
     open(os.path.join(cls.inputs, 'empty.npy'), 'wb').close()
     with open(os.path.join(cls.inputs, 'garbage.npy'), 'wb') as f:
       f.write(os.urandom(4096))
@@ -129,12 +118,21 @@ class EvaluateSampleTest(CommandTestCase):
         'float64': ['--eval_type=rgb', rgb('float64')],
         'joint_lengths': [f'--flow_sample={cls.inputs}/flow10.npy'],
         'slot600': ['--eval_type=rgb', f'--checkpoint_dir={cls.slot600}'],
+        'corrupt': ['--eval_type=rgb', f'--checkpoint_dir={cls.corrupt}'],
+        'missing_flow': [
+            '--eval_type=flow',
+            f'--flow_sample={cls.inputs}/nope.npy',
+        ],
         'bad_flag': ['--eval_type=rgb800'],
         'positional': ['--imagenet_pretrained', 'false'],
-        'synthetic': ['--eval_type=joint'],
+        'synthetic': [],  # The default: joint.
     }
     base = [f'--data_dir={cls.data}']
-    results = _cases('evaluate_sample', [base + c for c in cases.values()])
+    results = testing.entry_cases(
+        'evaluate_sample',
+        [base + c for c in cases.values()],
+        as_new_user=True,
+    )
     cls.results = dict(zip(cases, results))
 
   def error(self, case: str, pattern: str, code: int = 1):
@@ -183,6 +181,17 @@ class EvaluateSampleTest(CommandTestCase):
     )
     self.assertNotIn('label map', self.results['slot600']['stderr'])
 
+  def test_corrupt_checkpoint(self):
+    self.error(
+        'corrupt', r'rgb_imagenet/model.ckpt.index: it is truncated or corrupt'
+    )
+
+  def test_missing_custom_file_names_the_flag(self):
+    stderr = self.results['missing_flow']['stderr']
+    self.error('missing_flow', r'Missing input files:')
+    self.assertIn(f'flow sample: {self.inputs}/nope.npy', stderr)
+    self.assertIn('--flow_sample', stderr)
+
   def test_bad_flag_is_one_line_without_help(self):
     self.error(
         'bad_flag',
@@ -191,10 +200,17 @@ class EvaluateSampleTest(CommandTestCase):
         code=2,
     )
     self.assertLen(self.results['bad_flag']['stderr'].splitlines(), 1)
+    self.assertIn(
+        'rgb800: value should be one of <rgb|rgb600|flow|joint>',
+        self.results['bad_flag']['stderr'],
+    )
 
   def test_positional_argument_is_one_line_without_help(self):
     self.error('positional', r"Unexpected positional arguments \['false'\]")
     self.assertLen(self.results['positional']['stderr'].splitlines(), 1)
+    self.assertIn(
+        '--imagenet_pretrained=false', self.results['positional']['stderr']
+    )
 
   def test_synthetic_weights_say_so(self):
     result = self.results['synthetic']
@@ -202,6 +218,10 @@ class EvaluateSampleTest(CommandTestCase):
     self.assertIn('RANDOM WEIGHTS', result['stderr'])
     self.assertIn('NOT the release', result['stderr'])
     self.assertIn('synthetic class', result['stdout'])
+    # The default eval type (joint) prints the whole report.
+    norm, rows = testing.parse_report(result['stdout'])
+    self.assertGreater(norm, 0)
+    self.assertLen(rows, 20)
 
 
 class ClassifyVideoTest(CommandTestCase):
@@ -211,22 +231,32 @@ class ClassifyVideoTest(CommandTestCase):
     super().setUpClass()
     cls.write_data(('rgb_imagenet',))
     cls.video = testing.write_moving_video(cls.path('clip.mp4'), 10)
+    cls.bad = cls.path('bad.mp4')
+    with open(cls.bad, 'wb') as f:
+      f.write(b'not a video at all\n' * 50)
     cls.out = cls.path('out')
     os.makedirs(cls.out)
-    base = [f'--video={cls.video}', f'--data_dir={cls.data}', '--noprogress']
+    base = [f'--data_dir={cls.data}', '--noprogress']
+    video = f'--video={cls.video}'
     cases = {
-        'json_proc': ['--json_out=/proc/x.json'],
-        'chart_proc': ['--chart_out=/proc/x.png'],
-        'chart_folder': [f'--chart_out={cls.out}'],
-        'slot600': [f'--checkpoint_dir={cls.slot600}'],
+        'json_proc': [video, '--json_out=/proc/x.json'],
+        'chart_proc': [video, '--chart_out=/proc/x.png'],
+        'chart_folder': [video, f'--chart_out={cls.out}'],
+        'slot600': [video, f'--checkpoint_dir={cls.slot600}'],
+        'bad_video': [f'--video={cls.bad}'],
         'outputs': [
+            video,
             f'--json_out={cls.out}/clip.json',
             f'--chart_out={cls.out}/clip.png',
         ],
     }
     old_umask = os.umask(0o022)
     try:
-      results = _cases('classify_video', [base + c for c in cases.values()])
+      results = testing.entry_cases(
+          'classify_video',
+          [base + c for c in cases.values()],
+          as_new_user=True,
+      )
     finally:
       os.umask(old_umask)
     cls.results = dict(zip(cases, results))
@@ -247,6 +277,11 @@ class ClassifyVideoTest(CommandTestCase):
 
   def test_600_classes_in_a_400_class_slot(self):
     self.error('slot600', r'has 600 classes, but 400 are expected')
+
+  def test_not_a_video(self):
+    self.error(
+        'bad_video', 'Cannot read ' + re.escape(repr(self.bad)) + ' as a video'
+    )
 
   def test_outputs_have_normal_permissions_and_the_banner(self):
     result = self.results['outputs']
@@ -279,8 +314,17 @@ class ExtractFeaturesTest(CommandTestCase):
             '--window=9',
         ],
         'bad_flag': ['--output_dir=x', '--window=0'],
+        'short_window': [
+            f'--output_dir={cls.path("unused")}',
+            '--endpoint=Logits',
+            '--window=8',
+        ],
     }
-    results = _cases('extract_features', [base + c for c in cases.values()])
+    results = testing.entry_cases(
+        'extract_features',
+        [base + c for c in cases.values()],
+        as_new_user=True,
+    )
     cls.results = dict(zip(cases, results))
 
   def error(self, case: str, pattern: str, code: int = 1):
@@ -301,6 +345,17 @@ class ExtractFeaturesTest(CommandTestCase):
     self.error('bad_flag', r'window.*--helpshort', code=2)
     self.assertLen(self.results['bad_flag']['stderr'].splitlines(), 1)
 
+  def test_window_too_short_for_the_endpoint(self):
+    self.error(
+        'short_window',
+        re.escape(
+            '--window must be an int of at least 9 frames for endpoint '
+            "'Logits'; got 8"
+        ),
+        code=2,
+    )
+    self.assertFalse(os.path.exists(self.path('unused')))
+
 
 class SmallCommandsTest(CommandTestCase):
   """preprocess_video, export_saved_model and fetch_assets."""
@@ -320,10 +375,20 @@ class SmallCommandsTest(CommandTestCase):
         'default': [video, '--streams=rgb', '--nogif', '--noprogress'],
     }
     cls.preprocess = dict(
-        zip(cases, _cases('preprocess_video', list(cases.values()), cls.work))
+        zip(
+            cases,
+            testing.entry_cases(
+                'preprocess_video',
+                list(cases.values()),
+                cls.work,
+                as_new_user=True,
+            ),
+        )
     )
-    cls.export = _cases(
-        'export_saved_model', [['--output_dir=/proc/x/1', '--synthetic']]
+    cls.export = testing.entry_cases(
+        'export_saved_model',
+        [['--output_dir=/proc/x/1', '--synthetic']],
+        as_new_user=True,
     )[0]
     cls.dest = cls.path('dest')
     os.makedirs(cls.dest)
@@ -344,7 +409,16 @@ class SmallCommandsTest(CommandTestCase):
             f'--dest_root={cls.fresh}',
         ],
     }
-    cls.fetch = dict(zip(cases, _cases('fetch_assets', list(cases.values()))))
+    # fetch_assets.py starts without TensorFlow: a process per case is
+    # quicker than one that imports testing.py.
+    cls.fetch = {}
+    for name, args in cases.items():
+      done = testing.run_python(['fetch_assets.py', *args])
+      cls.fetch[name] = {
+          'code': done.returncode,
+          'stdout': done.stdout,
+          'stderr': done.stderr,
+      }
 
   def test_preprocess_unwritable_output_dir(self):
     self.assert_error(self.preprocess['proc'], 'preprocess_video', r"'/proc/x'")
@@ -387,7 +461,7 @@ class SmallCommandsTest(CommandTestCase):
         os.listdir(os.path.join(self.fresh, 'data')), ['synthetic']
     )
     written = os.listdir(os.path.join(self.fresh, 'data', 'synthetic'))
-    self.assertIn(cli.SYNTHETIC_MARKER, written)
+    self.assertIn(assets.SYNTHETIC_MARKER, written)
     self.assertIn('checkpoints', written)
 
   def test_fetch_synthetic_unwritable(self):
@@ -459,8 +533,8 @@ class InterruptTest(testing.TempDirMixin, absltest.TestCase):
 
   def test_extract_features(self):
     data = self.path('synthetic')
-    assets.write_synthetic(
-        data, checkpoints=('flow_imagenet',), samples=(), frames=9
+    checkpoints.write_synthetic_release(
+        data, names=('flow_imagenet',), samples=(), frames=9
     )
     out = self.path('features')
     self.interrupt(

@@ -46,13 +46,13 @@ from absl import flags
 import tqdm
 
 import checkpoints
+import cli
 import fileio
 import fvd
 import inference
 import video
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
-_NAME = 'compute_fvd'
 
 _REAL = flags.DEFINE_string(
     'real',
@@ -124,9 +124,12 @@ _PROGRESS = flags.DEFINE_boolean(
 )
 
 
-def _error(message: str, code: int = 1) -> int:
-  print(f'{_NAME}: error: {" ".join(message.split())}', file=sys.stderr)
-  return code
+def _usage(message: str) -> app.UsageError:
+  return app.UsageError(message, exitcode=cli.USAGE_EXIT)
+
+
+def _failure(message: str) -> cli.Failure:
+  return cli.Failure(' '.join(message.split()))
 
 
 def _set_stats(
@@ -168,25 +171,22 @@ def _describe(stats: fvd.SetStats, source: str) -> Dict[str, Any]:
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    return _error(
+    raise _usage(
         f'unexpected arguments {argv[1:]}; pass the sets as '
-        '--real=... and --generated=...',
-        2,
+        '--real=... and --generated=...'
     )
   if bool(_REAL.value) == bool(_STATS_IN.value):
-    return _error(
+    raise _usage(
         'give exactly one of --real and --stats_in; --real names '
-        'videos, --stats_in statistics saved by --stats_out',
-        2,
+        'videos, --stats_in statistics saved by --stats_out'
     )
   if not _GENERATED.value and not _STATS_OUT.value:
-    return _error(
+    raise _usage(
         '--generated is required (or --stats_out to only save the '
-        "real set's statistics)",
-        2,
+        "real set's statistics)"
     )
   if _STATS_OUT.value and not _REAL.value:
-    return _error('--stats_out saves the statistics of --real; pass --real', 2)
+    raise _usage('--stats_out saves the statistics of --real; pass --real')
   try:
     nonzero = lambda v: v or None  # 0 means "all", set below.
     protocol = fvd.get_protocol(
@@ -222,9 +222,9 @@ def main(argv: Sequence[str]) -> int:
       return 0
     distance = fvd.fvd_from_stats(real, generated, protocol.sqrt)
   except (fvd.FVDError, video.VideoError, checkpoints.CheckpointError) as e:
-    return _error(str(e).rstrip('.') + '.')
+    raise _failure(str(e).rstrip('.') + '.') from None
   except OSError as e:
-    return _error(f'{e}; check the path and its permissions.')
+    raise _failure(f'{e}; check the path and its permissions.') from None
 
   print(
       f'FVD ({protocol.name}): {distance:.4f}  '
@@ -243,19 +243,12 @@ def main(argv: Sequence[str]) -> int:
     try:
       fileio.write_json(_JSON_OUT.value, result)
     except OSError as e:
-      return _error(
+      raise _failure(
           f'cannot write {_JSON_OUT.value!r}: {e}; check the '
           'folder exists and is writable.'
-      )
+      ) from None
   return 0
 
 
-def _parse_flags(argv: List[str]) -> List[str]:
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    sys.exit(_error(f'{" ".join(str(e).split())}; see --helpshort', 2))
-
-
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main)

@@ -8,8 +8,6 @@ names), in process and as a command.
 import csv
 import json
 import os
-import subprocess
-import sys
 
 from absl.testing import parameterized
 import numpy as np
@@ -130,16 +128,40 @@ class EvaluateSplitTest(testing.TempDirMixin, tf.test.TestCase):
           cls.path(os.path.join('videos', name)), count, seed=count
       )
 
-  def run_command(self, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-    return subprocess.run(
-        [sys.executable, os.path.join(_ROOT, 'evaluate_split.py'), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=self.tmp,
-        timeout=300,
-    )
+  _runs = {}
+
+  def run_command(self, case: str):
+    """evaluate_split's command-line cases, all run in one process (cached)."""
+    if not self._runs:
+      prefix = self.path('tuned/model.ckpt')
+      checkpoints.write_synthetic(prefix, 'rgb', seed=4, num_classes=2)
+      label_map = self.path('tuned/label_map.txt')
+      with open(label_map, 'w') as f:
+        f.write('class 7\nclass 3\n')
+      cases = {
+          'tuned': [
+              '--dataset=folder',
+              f'--root={self.path("videos")}',
+              '--split=',
+              f'--checkpoint={prefix}',
+              f'--label_map={label_map}',
+              f'--output_dir={self.path("tuned_out")}',
+              '--noprogress',
+          ],
+          'bad_split': [
+              '--dataset=ucf101',
+              f'--root={self.path("videos")}',
+              '--split=test',
+              f'--checkpoint_dir={self.ckpt}',
+              f'--label_map={self.label_map}',
+              f'--output_dir={self.path("bad_out")}',
+          ],
+      }
+      results = testing.entry_cases(
+          'evaluate_split', list(cases.values()), cwd=self.tmp
+      )
+      self._runs.update(zip(cases, results))
+    return self._runs[case]
 
   def test_matches_per_video_logits_and_resumes(self):
     dataset = datasets.load('folder', self.path('videos'))
@@ -175,24 +197,11 @@ class EvaluateSplitTest(testing.TempDirMixin, tf.test.TestCase):
     self.assertEqual(other.reused, 0)
 
   def test_fine_tuned_checkpoint_with_its_own_classes(self):
-    prefix = self.path('tuned/model.ckpt')
-    checkpoints.write_synthetic(prefix, 'rgb', seed=4, num_classes=2)
-    label_map = self.path('tuned/label_map.txt')
-    with open(label_map, 'w') as f:
-      f.write('class 7\nclass 3\n')
     out = self.path('tuned_out')
-    result = self.run_command(
-        '--dataset=folder',
-        f'--root={self.path("videos")}',
-        '--split=',
-        f'--checkpoint={prefix}',
-        f'--label_map={label_map}',
-        f'--output_dir={out}',
-        '--noprogress',
-    )
-    self.assertEqual(result.returncode, 0, result.stderr)
+    result = self.run_command('tuned')
+    self.assertEqual(result['code'], 0, result['stderr'])
     self.assertRegex(
-        result.stdout,
+        result['stdout'],
         r'videos: 3\ntop1: \d+\.\d\d%\ntop5: '
         r'100\.00%\nmean per-class accuracy: ',
     )
@@ -213,22 +222,15 @@ class EvaluateSplitTest(testing.TempDirMixin, tf.test.TestCase):
     self.assertEmpty([f for f in os.listdir(out) if f.endswith('.tmp')])
 
   def test_bad_split_is_one_line(self):
-    result = self.run_command(
-        '--dataset=ucf101',
-        f'--root={self.path("videos")}',
-        '--split=test',
-        f'--checkpoint_dir={self.ckpt}',
-        f'--label_map={self.label_map}',
-        f'--output_dir={self.path("bad_out")}',
-    )
-    self.assertEqual(result.returncode, 1)
+    result = self.run_command('bad_split')
+    self.assertEqual(result['code'], 1)
     self.assertRegex(
-        result.stderr,
+        result['stderr'],
         r'evaluate_split: error: Split file '
         r"'.*classInd\.txt' does not exist; check --dataset, "
         r'--root, --split and --fold\.\n$',
     )
-    self.assertNotIn('Traceback', result.stderr)
+    self.assertNotIn('Traceback', result['stderr'])
 
 
 if __name__ == '__main__':

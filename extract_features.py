@@ -155,12 +155,7 @@ def main(argv: Sequence[str]) -> int:
     features.check_window(_WINDOW.value, _STRIDE.value, _ENDPOINT.value)
     videos = features.find_videos(_INPUTS.value)
   except ValueError as e:
-    raise _usage(
-        str(e)
-        .replace('`window`', '--window')
-        .replace('`stride`', '--stride')
-        .replace('`inputs` ', '--inputs=')
-    ) from e
+    raise cli.usage_error(e, ('window', 'stride', 'inputs')) from e
 
   try:
     fileio.check_writable(_OUTPUT_DIR.value, folder=True)

@@ -23,13 +23,13 @@ runtime.setup()  # Before TensorFlow loads: its oneDNN kernels on.
 
 import os
 import sys
-import textwrap
-from typing import List, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags
 
 import assets
+import cli
 import extract_features  # noqa: F401  (defines the flags used here)
 import features
 
@@ -50,7 +50,6 @@ _NUM_WORKERS = flags.DEFINE_integer(
     lower_bound=1,
 )
 
-_USAGE_EXIT = 2
 _INSTALL = (
     'install it with `pip install -r requirements-beam.txt` (it needs '
     'older protobuf and pillow than requirements.txt, so `bash '
@@ -59,55 +58,36 @@ _INSTALL = (
 )
 
 
-def _error(message: str) -> int:
-  print(f'extract_features_beam: error: {message}', file=sys.stderr)
-  return 1
-
-
-def _parse_flags(argv: List[str]) -> List[str]:
-  """Parses our flags; the rest (Beam's pipeline options) are returned."""
-  try:
-    return FLAGS(argv, known_only=True)
-  except flags.Error as e:
-    message = textwrap.indent(str(e), '  ') if '\n' in str(e) else str(e)
-    sys.stderr.write(
-        f'extract_features_beam: error: bad flags: {message.strip()}; pass '
-        '--helpshort or --helpfull to see help on flags.\n'
-    )
-    sys.exit(_USAGE_EXIT)
+def _usage(message: str) -> app.UsageError:
+  return app.UsageError(message, exitcode=cli.USAGE_EXIT)
 
 
 def main(argv: Sequence[str]) -> int:
   beam_args = list(argv[1:])
   stray = [a for a in beam_args if not a.startswith('-')]
   if stray:
-    raise app.UsageError(
+    raise _usage(
         f'Unexpected positional arguments {stray}. Pass the videos as '
-        "--inputs=FOLDER, --inputs='GLOB' or --inputs=@LIST.",
-        exitcode=_USAGE_EXIT,
+        "--inputs=FOLDER, --inputs='GLOB' or --inputs=@LIST."
     )
   for name in ('inputs', 'output_dir'):
     if not FLAGS[name].value:
-      raise app.UsageError(f'--{name} is required.', exitcode=_USAGE_EXIT)
+      raise _usage(f'--{name} is required.')
   try:
     import apache_beam as beam  # pylint: disable=g-import-not-at-top
     from apache_beam.options import pipeline_options  # pylint: disable=g-import-not-at-top
 
     import beam_features  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    return _error(f'apache-beam is not installed ({e}); {_INSTALL}.')
+    raise cli.Failure(
+        f'apache-beam is not installed ({e}); {_INSTALL}.'
+    ) from None
 
   try:
     features.check_window(FLAGS.window, FLAGS.stride, FLAGS.endpoint)
     videos = beam_features.find_videos(FLAGS.inputs)
   except ValueError as e:
-    raise app.UsageError(
-        str(e)
-        .replace('`window`', '--window')
-        .replace('`stride`', '--stride')
-        .replace('`inputs` ', '--inputs='),
-        exitcode=_USAGE_EXIT,
-    ) from e
+    raise cli.usage_error(e, ('window', 'stride', 'inputs')) from e
 
   prefixes = assets.resolve(
       FLAGS.streams, FLAGS.imagenet_pretrained, FLAGS.checkpoint_dir
@@ -115,7 +95,9 @@ def main(argv: Sequence[str]) -> int:
   if not beam_features.is_remote(FLAGS.checkpoint_dir):
     missing = assets.missing_message(assets.restore_files(prefixes))
     if missing:
-      return _error(f'{missing}\nPass another folder with --checkpoint_dir.')
+      raise cli.Failure(
+          f'{missing}\nPass another folder with --checkpoint_dir.'
+      )
 
   if not any(
       a.startswith('--default_sdk_harness_log_level') for a in beam_args
@@ -170,4 +152,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  cli.run(main, known_only=True)

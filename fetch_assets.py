@@ -166,9 +166,12 @@ def _write_synthetic(dest_root: str) -> int:
     fileio.check_writable(folder, folder=True)
   except fileio.OutputError as e:
     raise cli.Failure(f'{e}; pass another --synthetic_dir') from None
-  written = assets.write_synthetic(
+  # TensorFlow (checkpoints.py) loads only for --synthetic.
+  import checkpoints  # pylint: disable=g-import-not-at-top
+
+  written = checkpoints.write_synthetic_release(
       folder,
-      checkpoints=_CHECKPOINTS.value,
+      names=_CHECKPOINTS.value,
       samples=_SAMPLES.value,
       frames=_SYNTHETIC_FRAMES.value,
   )

@@ -11,8 +11,6 @@ rgb_scratch weights when data/checkpoints/rgb_scratch holds them.
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from typing import List
 
@@ -300,6 +298,8 @@ class NetworkTest(tf.test.TestCase, parameterized.TestCase):
     shutil.rmtree(cls.tmp, ignore_errors=True)
     super().tearDownClass()
 
+  _runs = {}
+
   def stats(self, videos, batch_size=2):
     protocol = fvd.get_protocol('reference')
     clips = fvd.iter_clips(fvd.VideoSet('x', array=videos), protocol, 'real')
@@ -353,38 +353,49 @@ class NetworkTest(tf.test.TestCase, parameterized.TestCase):
 
   # ---- the entry point -----------------------------------------------------
 
-  def run_command(self, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3')
-    return subprocess.run(
-        [
-            sys.executable,
-            os.path.join(_ROOT, 'compute_fvd.py'),
-            f'--checkpoint={self.ckpt}',
-            '--noprogress',
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=self.tmp,
-        timeout=300,
-    )
+  def run_command(self):
+    """compute_fvd's cases, run in order in one process (cached)."""
+    if 'command' not in self._runs:
+      real, fake = (os.path.join(self.tmp, n) for n in ('r.npy', 'f.npz'))
+      np.save(real, self.x)
+      np.savez(fake, videos=self.y)
+      stats, out = (os.path.join(self.tmp, n) for n in ('s.npz', 'o.json'))
+      bad = os.path.join(self.tmp, 'bad.npy')
+      np.save(bad, np.full([2, 9, 8, 8, 3], 300.0, np.float32))
+      base = [f'--checkpoint={self.ckpt}', '--noprogress']
+      cases = {
+          'fvd': [
+              f'--real={real}',
+              f'--generated={fake}',
+              f'--stats_out={stats}',
+              f'--json_out={out}',
+              '--batch_size=2',
+          ],
+          # Refused before the network loads: one line, exit code 1.
+          'mismatch': [
+              f'--stats_in={stats}',
+              f'--generated={fake}',
+              '--protocol=stylegan_v',
+          ],
+          'bad_values': [f'--real={bad}', f'--generated={bad}'],
+          'no_real': ['--generated=x.npy'],
+          'no_generated': ['--real=x.npy'],
+          'bad_batch': ['--batch_size=0'],
+          'positional': ['x'],
+      }
+      results = testing.entry_cases(
+          'compute_fvd', [base + c for c in cases.values()], cwd=self.tmp
+      )
+      self._runs['command'] = dict(zip(cases, results))
+      self._runs['paths'] = (fake, stats, out, bad)
+    return self._runs['command'], self._runs['paths']
 
   def test_command_prints_fvd_writes_json_and_saves_stats(self):
-    real, fake = (os.path.join(self.tmp, n) for n in ('r.npy', 'f.npz'))
-    np.save(real, self.x)
-    np.savez(fake, videos=self.y)
-    stats, out = (os.path.join(self.tmp, n) for n in ('s.npz', 'o.json'))
-    run = self.run_command(
-        f'--real={real}',
-        f'--generated={fake}',
-        f'--stats_out={stats}',
-        f'--json_out={out}',
-        '--batch_size=2',
-    )
-    self.assertEqual(run.returncode, 0, run.stderr)
+    runs, (_, stats, out, _) = self.run_command()
+    run = runs['fvd']
+    self.assertEqual(run['code'], 0, run['stderr'])
     want = fvd.fvd_from_embeddings(self.ex, self.ey)
-    self.assertRegex(run.stdout, r'FVD \(reference\): \d+\.\d{4}')
+    self.assertRegex(run['stdout'], r'FVD \(reference\): \d+\.\d{4}')
     with open(out) as f:
       result = json.load(f)
     self.assertAllClose(result['fvd'], want, rtol=1e-4)
@@ -394,30 +405,43 @@ class NetworkTest(tf.test.TestCase, parameterized.TestCase):
         fvd.fvd_from_stats(cached, self.stats(self.y)), want, rtol=1e-4
     )
     # Refused before the network loads: one line, exit code 1.
-    mismatch = self.run_command(
-        f'--stats_in={stats}', f'--generated={fake}', '--protocol=stylegan_v'
-    )
-    self.assertEqual(mismatch.returncode, 1)
-    self.assertNotIn('Traceback', mismatch.stderr)
+    mismatch = runs['mismatch']
+    self.assertEqual(mismatch['code'], 1)
+    self.assertNotIn('Traceback', mismatch['stderr'])
     self.assertRegex(
-        mismatch.stderr.splitlines()[-1],
+        mismatch['stderr'].splitlines()[-1],
         r'^compute_fvd: error: The statistics .*name: saved '
         r"'reference', wanted 'stylegan_v'.*; recompute them",
     )
 
   def test_command_bad_values_give_one_line(self):
-    bad = os.path.join(self.tmp, 'bad.npy')
-    np.save(bad, np.full([2, 9, 8, 8, 3], 300.0, np.float32))
-    run = self.run_command(f'--real={bad}', f'--generated={bad}')
-    self.assertEqual(run.returncode, 1)
-    self.assertNotIn('Traceback', run.stderr)
+    runs, (_, _, _, bad) = self.run_command()
+    run = runs['bad_values']
+    self.assertEqual(run['code'], 1)
+    self.assertNotIn('Traceback', run['stderr'])
     self.assertEqual(
-        run.stderr.splitlines()[-1],
+        run['stderr'].splitlines()[-1],
         f'compute_fvd: error: `{bad}[0] .. {bad}[1]` must have values in '
         '0..255; got values from 300.0 to 300.0. Pass uint8 frames or floats '
         'scaled to 0..255 (for [0, 1] data multiply by 255, for [-1, 1] data '
         'map x to (x + 1) * 127.5).',
     )
+
+  @parameterized.parameters(
+      ('no_real', 'give exactly one of --real and --stats_in'),
+      ('no_generated', '--generated is required'),
+      ('bad_batch', 'flag --batch_size=0: 0 is not a positive integer'),
+      ('positional', r"unexpected arguments \['x'\]"),
+  )
+  def test_command_usage_error_is_one_line(self, case, pattern):
+    run = self.run_command()[0][case]
+    self.assertEqual(run['code'], 2, run)
+    self.assertRegex(
+        run['stderr'],
+        f'^compute_fvd: error: {pattern}.*; run `python compute_fvd.py '
+        '--helpshort` for the flags\n$',
+    )
+    self.assertEqual(run['stdout'], '')
 
 
 class RealWeightsTest(tf.test.TestCase):

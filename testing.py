@@ -7,13 +7,14 @@ module imports another: what two tests share lives here.
 from __future__ import annotations
 
 from fractions import Fraction
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 from unittest import mock
 
 import cv2
@@ -244,26 +245,16 @@ def write_checkpoints(
 def make_release(root: str, frames: int = 10) -> str:
   """A release-shaped <root>/data folder with synthetic contents.
 
-  All five checkpoints (seeds 1 to 5 in checkpoints.RELEASE_CHECKPOINTS
-  order), both sample arrays ([1, frames, 224, 224, C] uniform in [-1, 1])
-  and both label maps ('synthetic class <i>').
+  checkpoints.write_synthetic_release with seed 1: all five checkpoints
+  (seeds 1 to 5 in checkpoints.RELEASE_CHECKPOINTS order), both sample
+  arrays ([1, frames, 224, 224, C] uniform in [-1, 1]), both label maps
+  ('synthetic class <i>') and the random-weights marker.
 
   Returns:
     The data folder.
   """
   data = os.path.join(root, 'data')
-  write_checkpoints(
-      os.path.join(data, 'checkpoints'), tuple(checkpoints.RELEASE_CHECKPOINTS)
-  )
-  rng = np.random.default_rng(0)
-  for stream, channels in checkpoints.STREAM_CHANNELS.items():
-    np.save(
-        os.path.join(data, f'v_CricketShot_g04_c01_{stream}.npy'),
-        rng.uniform(-1, 1, [1, frames, 224, 224, channels]).astype(np.float32),
-    )
-  for path, n in (('label_map.txt', 400), ('label_map_600.txt', 600)):
-    with open(os.path.join(data, path), 'w') as f:
-      f.write(''.join(f'synthetic class {i}\n' for i in range(n)))
+  checkpoints.write_synthetic_release(data, frames=frames, seed=1)
   return data
 
 
@@ -321,6 +312,52 @@ def parse_report(text: str):
   return norm, rows
 
 
+def entry_cases(
+    module: str,
+    cases: Sequence[Sequence[str]],
+    cwd: str = ROOT,
+    as_new_user: bool = False,
+) -> List[Dict[str, Any]]:
+  """Each case's {'args', 'code', 'stdout', 'stderr'}, from one subprocess.
+
+  Runs `run_entry_cases` (below) in a fresh process in `cwd`, with this
+  folder on PYTHONPATH; fails if that process itself fails or shows a
+  traceback.
+
+  Args:
+    module: The entry point's module name, e.g. 'compute_fvd'.
+    cases: Argument lists, without the script name; run in order.
+    cwd: The current folder of the runs.
+    as_new_user: run in a new user's environment (`user_env`) and fail if
+      TensorFlow's C++ start-up lines show.
+  """
+  path = os.environ.get('PYTHONPATH')
+  pythonpath = ROOT + (os.pathsep + path if path else '')
+  if as_new_user:
+    env = user_env(PYTHONPATH=pythonpath)
+  else:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=pythonpath)
+  done = subprocess.run(
+      [
+          sys.executable,
+          '-c',
+          'import testing; testing.run_entry_cases()',
+          module,
+          json.dumps(cases),
+      ],
+      capture_output=True,
+      text=True,
+      check=False,
+      cwd=cwd,
+      env=env,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert 'Traceback' not in done.stderr, done.stderr[-3000:]
+  if as_new_user:
+    assert not tensorflow_noise(done.stderr), done.stderr[-3000:]
+  return json.loads(done.stdout)
+
+
 def run_entry_cases() -> None:
   """Runs one entry point's main on many argument lists in one process.
 
@@ -333,8 +370,6 @@ def run_entry_cases() -> None:
   import contextlib  # pylint: disable=g-import-not-at-top
   import importlib  # pylint: disable=g-import-not-at-top
   import io  # pylint: disable=g-import-not-at-top
-  import json  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
 
   from absl import flags  # pylint: disable=g-import-not-at-top
 
