@@ -88,8 +88,17 @@ KNOBS: Dict[str, Tuple[Dict[str, str], List[str], str]] = {
     ),
 }
 
-_KNOBS = flags.DEFINE_multi_enum(
-    'knobs', list(KNOBS), list(KNOBS), 'Knobs to time against the default.'
+_KNOBS = flags.DEFINE_list(
+    'knobs',
+    list(KNOBS),
+    f'Knobs to time against the default, of: {", ".join(KNOBS)}; empty for '
+    'none.',
+)
+_CONV_LAYOUTS = flags.DEFINE_bool(
+    'conv_layouts',
+    False,
+    'Also time single I3D convolutions (LAYOUT_CONVS) with channels last '
+    '(NDHWC, what the network uses) and channels first (NCDHW).',
 )
 _REPEATS = flags.DEFINE_integer(
     'repeats', 2, 'Default/knob pairs per knob, in alternating order.'
@@ -152,6 +161,66 @@ def _run(env: Dict[str, str], extra: Sequence[str]) -> Dict[str, Any]:
   }
 
 
+# (name, input [B, T, H, W, C], output channels, kernel, stride): convs of
+# the network at T=79, for the layout probe.
+LAYOUT_CONVS = (
+    ('Conv3d_1a_7x7', (1, 79, 224, 224, 3), 64, 7, 2),
+    ('Conv3d_2c_3x3', (1, 40, 56, 56, 64), 192, 3, 1),
+    ('Mixed_4b/Branch_1/Conv3d_0b_3x3', (1, 20, 14, 14, 96), 208, 3, 1),
+)
+
+
+def _layout_probe(rounds: int, iters: int) -> List[Dict[str, Any]]:
+  """Median times of each LAYOUT_CONVS conv (+ bias + ReLU) per layout."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  import inference  # pylint: disable=g-import-not-at-top
+  import timing  # pylint: disable=g-import-not-at-top
+
+  inference.configure_threads()
+  rows = []
+  for name, shape, out, k, stride in LAYOUT_CONVS:
+    x = tf.random.uniform(shape, -1, 1)
+    w = tf.random.normal([k, k, k, shape[-1], out], stddev=0.05)
+    b = tf.zeros([out])
+    calls = {}
+    for layout in ('NDHWC', 'NCDHW'):
+      first = layout == 'NCDHW'
+      xl = tf.transpose(x, [0, 4, 1, 2, 3]) if first else x
+      s = [1, 1, stride, stride, stride] if first else [1, *[stride] * 3, 1]
+      fn = tf.function(
+          lambda x, s=s, f=layout: tf.nn.relu(
+              tf.nn.bias_add(
+                  tf.nn.conv3d(x, w, s, 'SAME', data_format=f),
+                  b,
+                  data_format='NC...' if f == 'NCDHW' else None,
+              )
+          )
+      )
+      calls[layout] = lambda fn=fn, xl=xl: fn(xl).numpy()
+    times = {layout: [] for layout in calls}
+    for r in range(rounds):
+      for layout in list(calls)[:: 1 if r % 2 == 0 else -1]:
+        times[layout] += timing.time_calls(calls[layout], 1, iters)
+    medians = {lay: sorted(t)[len(t) // 2] for lay, t in times.items()}
+    rows.append(
+        {
+            'conv': name,
+            'input': shape,
+            'out_channels': out,
+            'median_s': medians,
+            'ncdhw_slowdown': medians['NCDHW'] / medians['NDHWC'],
+        }
+    )
+    print(
+        f'{name:34s} NDHWC {medians["NDHWC"]:8.4f} s  NCDHW '
+        f'{medians["NCDHW"]:8.4f} s  NCDHW/NDHWC '
+        f'{rows[-1]["ncdhw_slowdown"]:6.2f}',
+        flush=True,
+    )
+  return rows
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise cli.Failure(f'unexpected arguments {argv[1:]}; pass flags only')
@@ -159,6 +228,12 @@ def main(argv: Sequence[str]) -> None:
     raise cli.Failure(f'--repeats must be >= 1; got {_REPEATS.value}')
   cores = len(os.sched_getaffinity(0))
   names = list(dict.fromkeys(_KNOBS.value))
+  unknown = [n for n in names if n not in KNOBS]
+  if unknown:
+    raise cli.Failure(
+        f'unknown --knobs {", ".join(unknown)}; valid knobs are '
+        f'{", ".join(KNOBS)}'
+    )
   if cores - 1 in (0, 1) and 'intra_op_cores_minus_1' in names:
     # With 2 cores it is the 1-thread knob; with 1 it is not a setting.
     names.remove('intra_op_cores_minus_1')
@@ -197,6 +272,14 @@ def main(argv: Sequence[str]) -> None:
           flush=True,
       )
   bar.close()
+  layouts = None
+  if _CONV_LAYOUTS.value:
+    print(
+        f'Layout probe: single convs, median of {2 * _ITERS.value} calls; '
+        f'load {os.getloadavg()[0]:.2f}.',
+        flush=True,
+    )
+    layouts = _layout_probe(2, _ITERS.value)
   print(f'Load average after: {" ".join(f"{x:.2f}" for x in os.getloadavg())}')
   if _JSON_OUT.value:
     fileio.write_json(
@@ -208,6 +291,7 @@ def main(argv: Sequence[str]) -> None:
             'iters': _ITERS.value,
             'knobs': {n: KNOBS[n][2] for n in names},
             'pairs': pairs,
+            'conv_layouts': layouts,
             'load_after': os.getloadavg(),
         },
     )
