@@ -36,6 +36,7 @@ Usage:
   logits = predictor.logits(video)                   # [B, 400]
   logits = predictor.logits_stream(frame_chunks)     # [400], batch 1
   feats = predictor.features(video, 'Mixed_5c')      # [B, 1024]
+  fast16 = inference.make_predictor(model, precision='bfloat16')  # opt-in
 """
 
 from __future__ import annotations
