@@ -266,7 +266,7 @@ def main(argv: Sequence[str]) -> None:
       load = runs[order[0]]['load_before'][0]
       pairs.append({'knob': name, 'order': order, 'speedup': speedup, **runs})
       print(
-          f'\r{name:24s} {repeat + 1:4d} {load:5.2f} '
+          f'{name:24s} {repeat + 1:4d} {load:5.2f} '
           f'{runs["default"]["median_s"]:9.3f} '
           f'{runs["knob"]["median_s"]:8.3f} {speedup:8.3f}',
           flush=True,
