@@ -264,7 +264,7 @@ def main(argv: Sequence[str]) -> None:
         bar.update()
       speedup = runs['default']['median_s'] / runs['knob']['median_s']
       load = runs[order[0]]['load_before'][0]
-      pairs.append({'knob': name, 'order': order, 'speedup': speedup, **runs})
+      pairs.append({'name': name, 'order': order, 'speedup': speedup, **runs})
       print(
           f'{name:24s} {repeat + 1:4d} {load:5.2f} '
           f'{runs["default"]["median_s"]:9.3f} '
