@@ -55,8 +55,8 @@ _GIF = os.path.join(_REFERENCE_DATA, 'v_CricketShot_g04_c01_rgb.gif')
 _SCOPE = checkpoints.get_layout('rgb').prefix
 _TOL = 1e-4
 # The bfloat16 opt-in changes the logits: on the cricket sample by at most
-# 0.14 (mean 0.033; the largest logit is 17.6), on a random clip by 0.10,
-# measured on an AMD EPYC with AVX512_BF16. The bound leaves 3.5 times that.
+# 0.14 (mean 0.033; the largest logit is 17.6), measured on an AMD EPYC with
+# AVX512_BF16 (README "Speed"). The bound leaves 3.5 times that.
 _BF16_TOL = 0.5
 
 _LEAF_TO_FLAX = {
