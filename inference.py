@@ -17,7 +17,7 @@ Precision. The fast mode also computes in bfloat16 when asked
 and the activations are rounded to bfloat16, and oneDNN runs the convs on
 the CPU's bfloat16 units (AVX512_BF16 or AMX; elsewhere they are emulated
 and slower). The Logits head stays in float32. This is an opt-in: bfloat16
-keeps 8 bits of mantissa, so the logits move and the results are no longer
+keeps 8 significant bits, so the logits move and the results are no longer
 the module's to round-off (README "Speed" gives the measured error and
 speed).
 
