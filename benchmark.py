@@ -14,9 +14,10 @@ extensions (AVX2, AVX-512, AVX512_BF16, AMX) and whether TensorFlow's oneDNN
 kernels are on (runtime.setup turns them on unless TF_ENABLE_ONEDNN_OPTS is
 set; `TF_ENABLE_ONEDNN_OPTS=0 python benchmark.py` measures without).
 
-Modes: 'eager' calls the module eagerly; the others are inference.MODES
-('plain' runs the module's units in a traced tf.function, 'fast' folds
-BatchNorm).
+Modes: 'eager' calls the module eagerly; 'plain' and 'fast' are
+inference.MODES ('plain' runs the module's units in a traced tf.function,
+'fast' folds BatchNorm); 'fast_bf16' is the fast mode in bfloat16
+(inference.make_predictor's precision opt-in; only when asked for).
 Clips longer than `--chunk_frames` are streamed in chunks (marked in the
 table). The long-video rows stream a synthetic video of
 `--long_video_seconds` at `--fps` through Predictor.logits_stream and show
@@ -56,6 +57,8 @@ STREAMS = assets.STREAM_CHOICES
 # the measuring subprocesses, never does.
 _CHANNELS = assets.STREAM_CHANNELS
 _SIZE = 224
+# The benchmark's name for the fast mode in bfloat16.
+BF16_MODE = 'fast_bf16'
 
 _FRAMES = flags.DEFINE_list(
     'frames',
@@ -71,8 +74,9 @@ _STREAMS = flags.DEFINE_multi_enum(
 _MODES = flags.DEFINE_multi_enum(
     'modes',
     None,
-    ['eager', 'plain', 'fast'],
-    'Computation modes: eager, and the inference.MODES; all when unset.',
+    ['eager', 'plain', 'fast', 'fast_bf16'],
+    'Computation modes: eager, and the inference.MODES; all these when '
+    'unset. fast_bf16 (the fast mode in bfloat16) only when named.',
 )
 _BATCH = flags.DEFINE_integer('batch', 1, 'Clips per call.')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed calls first.')
@@ -100,6 +104,11 @@ _LONG_STREAMS = flags.DEFINE_multi_enum(
 )
 _THREADS = flags.DEFINE_integer(
     'threads', None, 'Intra-op threads; every core of this process if unset.'
+)
+_INTER_OP_THREADS = flags.DEFINE_integer(
+    'inter_op_threads',
+    None,
+    'Inter-op threads; inference.INTER_OP_THREADS if unset.',
 )
 _MATMUL_SIZE = flags.DEFINE_integer(
     'matmul_size', 4096, 'Side of the square fp32 matmul that measures peak.'
@@ -188,7 +197,12 @@ def _build(
       checkpoints.assign_synthetic(model, part, seed=len(models))
     models.append(model)
     if mode != 'eager':
-      predictors.append(inference.make_predictor(model, mode, chunk_frames))
+      precision = 'bfloat16' if mode == BF16_MODE else 'float32'
+      predictors.append(
+          inference.make_predictor(
+              model, mode.split('_')[0], chunk_frames, precision
+          )
+      )
   return parts, models, predictors
 
 
@@ -291,7 +305,10 @@ def _run_long(config: Dict[str, Any]) -> Dict[str, Any]:
 def _run_one(config: Dict[str, Any]) -> Dict[str, Any]:
   import inference  # pylint: disable=g-import-not-at-top
 
-  inference.configure_threads(config.get('threads'))
+  inference.configure_threads(
+      config.get('threads'),
+      config.get('inter_op_threads') or inference.INTER_OP_THREADS,
+  )
   runner = {'matmul': _run_matmul, 'clip': _run_clip, 'long': _run_long}[
       config['kind']
   ]
@@ -353,7 +370,7 @@ def _flops_table(frames: List[int]) -> str:
 
 
 _HEADER = (
-    f'{"kind":5s} {"stream":6s} {"mode":6s} {"weights":11s} {"frames":>6s} '
+    f'{"kind":5s} {"stream":6s} {"mode":9s} {"weights":11s} {"frames":>6s} '
     f'{"chunk":>6s} {"time s":>8s} {"clips/s":>8s} {"frames/s":>9s} '
     f'{"GFLOP/s":>8s} {"%FMA":>6s} {"%matmul":>7s} '
     f'{"peak RSS MB":>11s}'
@@ -380,7 +397,7 @@ def _row(result: Dict[str, Any], peak: float, fma: Optional[float]) -> str:
       os.path.basename(os.path.dirname(checkpoint)) if checkpoint else 'random'
   )
   return (
-      f'{result["kind"]:5s} {result["stream"]:6s} {result["mode"]:6s} '
+      f'{result["kind"]:5s} {result["stream"]:6s} {result["mode"]:9s} '
       f'{weights[:11]:11s} '
       f'{result["frames"]:6d} {chunk:>6s} {median:8.3f} '
       f'{result["clips_per_s"]:8.3f} {result["frames_per_s"]:9.1f} '
@@ -442,7 +459,11 @@ def main(argv):
   modes = _MODES.value or ['eager', *inference.MODES]
   frames = [int(f) for f in _FRAMES.value]
   seconds = [float(s) for s in _LONG_SECONDS.value]
-  common = {'threads': _THREADS.value, 'chunk_frames': _CHUNK_FRAMES.value}
+  common = {
+      'threads': _THREADS.value,
+      'inter_op_threads': _INTER_OP_THREADS.value,
+      'chunk_frames': _CHUNK_FRAMES.value,
+  }
   machine = machine_header(_THREADS.value)
   fma = machine['fma']['gflops'] if machine['fma'] else None
   print(_flops_table(frames), flush=True)

@@ -6,9 +6,9 @@ GitHub; download its `pytorch_i3d.py` (the `InceptionI3d` module) anywhere
 and pass its path. Nothing of the port is kept in this repository.
 
 One run, on one machine, back to back:
-  1. benchmark.py for this project's fast path (`--frames`, batch 1, rgb):
-     its table gives the CPU, the FMA limit, the matmul rate and oneDNN's
-     state;
+  1. benchmark.py for this project's fast path (`--frames`, batch 1, rgb;
+     with `--tf_modes=fast_bf16` also the fast path in bfloat16): its table
+     gives the CPU, the FMA limit, the matmul rate and oneDNN's state;
   2. the port's InceptionI3d (random weights, eval mode, no grad) eagerly
      and under torch.compile, with `--torch_python` (an interpreter that has
      torch; this one by default), same threads, same clip size.
@@ -57,6 +57,14 @@ _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed calls first.')
 _ITERS = flags.DEFINE_integer('iters', 3, 'Timed calls (best is kept).')
 _THREADS = flags.DEFINE_integer(
     'threads', None, 'Threads for both; every core of this process if unset.'
+)
+_TF_MODES = flags.DEFINE_multi_enum(
+    'tf_modes',
+    ['fast'],
+    ['fast', 'fast_bf16'],
+    "This project's rows: the fast path, and/or the fast path in bfloat16 "
+    '(the opt-in, which changes the numbers). The speed-up column is '
+    'against the first.',
 )
 _TORCH_MODES = flags.DEFINE_multi_enum(
     'torch_modes',
@@ -149,7 +157,7 @@ def main(argv: Sequence[str]) -> None:
             os.path.join(_ROOT, 'benchmark.py'),
             f'--frames={_FRAMES.value}',
             '--streams=rgb',
-            '--modes=fast',
+            *(f'--modes={m}' for m in _TF_MODES.value),
             '--long_video_seconds=',
             f'--threads={threads}',
             f'--warmup={_WARMUP.value}',
@@ -193,12 +201,13 @@ def main(argv: Sequence[str]) -> None:
 
   fma = tf_run['fma']['gflops'] if tf_run['fma'] else None
   matmul = max(m['gflops'] for m in tf_run['matmul'])
+  backend = '+ oneDNN' if tf_run['matmul'][0]['onednn'] else 'Eigen'
   rows: List[Dict[str, Any]] = [
       {
-          'name': 'this project, fast path (TensorFlow '
-          f'{"+ oneDNN" if tf_run["matmul"][0]["onednn"] else "Eigen"})',
-          'best_s': min(tf_run['results'][0]['times_s']),
+          'name': f'this project, {r["mode"]} (TensorFlow {backend})',
+          'best_s': min(r['times_s']),
       }
+      for r in tf_run['results']
   ]
   for r in torch_run['results']:
     rows.append(
@@ -232,6 +241,16 @@ def main(argv: Sequence[str]) -> None:
         f'{row["name"]:58s} {row["clips_per_s"]:8.3f} {gflops:8.1f} '
         f'{of_fma} {row["percent_of_matmul"]:7.1f} '
         f'{row["fast_path_speedup"]:11.2f}x'
+    )
+  tf_rows = rows[: len(tf_run['results'])]
+  for row in tf_rows[1:]:
+    print(
+        f'{row["name"]}: '
+        + ', '.join(
+            f'{other["best_s"] / row["best_s"]:.2f}x {other["name"]}'
+            for other in rows
+            if other is not row
+        )
     )
   print(
       f'Load average after: ' f'{" ".join(f"{x:.2f}" for x in os.getloadavg())}'

@@ -12,6 +12,15 @@ i3d.logits_head, and give the same numbers as the module
     block the three 1x1x1 convs that read the block input (Branch_0, and the
     reduces of Branch_1 and Branch_2) run as one wider conv and a split.
 
+Precision. The fast mode also computes in bfloat16 when asked
+(`make_predictor(model, precision='bfloat16')`): the folded trunk weights
+and the activations are rounded to bfloat16, and oneDNN runs the convs on
+the CPU's bfloat16 units (AVX512_BF16 or AMX; elsewhere they are emulated
+and slower). The Logits head stays in float32. This is an opt-in: bfloat16
+keeps 8 significant bits, so the logits move and the results are no longer
+the module's to round-off (README "Speed" gives the measured error and
+speed).
+
 Whole videos. A clip longer than `chunk_frames` is streamed through the trunk
 in chunks with the same result as one whole pass (streaming.py explains how,
 and why a stream must know its length: `logits_stream` takes `num_frames`;
@@ -27,6 +36,7 @@ Usage:
   logits = predictor.logits(video)                   # [B, 400]
   logits = predictor.logits_stream(frame_chunks)     # [400], batch 1
   feats = predictor.features(video, 'Mixed_5c')      # [B, 1024]
+  fast16 = inference.make_predictor(model, precision='bfloat16')  # opt-in
 """
 
 from __future__ import annotations
@@ -58,6 +68,13 @@ import streaming
 # check of 'fast' in the tests and benchmark.py.
 MODES = ('fast', 'plain')
 DEFAULT_MODE = 'fast'
+
+# Precisions of the fast mode's trunk; see the module docstring. bfloat16
+# changes the numbers, so it is never the default.
+PRECISIONS = ('float32', 'bfloat16')
+DEFAULT_PRECISION = 'float32'
+# /proc/cpuinfo flags of the CPUs that compute bfloat16 natively.
+BF16_CPU_FLAGS = ('avx512_bf16', 'amx_bf16')
 
 # Frames per streamed chunk when a Predictor is not given `chunk_frames`.
 # Peak memory grows by about 5 MB per 224x224 RGB frame of it; streaming
@@ -122,7 +139,9 @@ class FoldedI3D(tf.Module):
   """The inference-time I3D with each BatchNorm folded into its conv.
 
   Holds its own copies of the folded weights as variables, so it can be
-  saved; build a new one after the model's weights change.
+  saved; build a new one after the model's weights change. The trunk's
+  units compute in `dtype` (their inputs must have it: `trunk` casts); the
+  Logits unit always in float32.
   """
 
   def __init__(
@@ -130,6 +149,7 @@ class FoldedI3D(tf.Module):
       model: i3d.InceptionI3d,
       merge_reduces: bool = True,
       name: str = 'folded_i3d',
+      dtype: tf.DType = tf.float32,
   ):
     """Folds `model`'s weights.
 
@@ -138,6 +158,8 @@ class FoldedI3D(tf.Module):
       merge_reduces: run the three 1x1x1 convs that read a Mixed block's
         input as one conv and a split.
       name: module name.
+      dtype: the trunk's compute dtype, tf.float32 or tf.bfloat16 (the
+        weights are folded in float64, then rounded to it).
 
     Raises:
       ValueError: if the model has no variables yet.
@@ -153,6 +175,7 @@ class FoldedI3D(tf.Module):
     self.spatial_squeeze = model.spatial_squeeze
     self.final_endpoint = model.final_endpoint
     self.merge_reduces = merge_reduces
+    self.dtype = tf.as_dtype(dtype)
     self._strides = {path: unit.stride for path, unit in model.units.items()}
     self._linear = tuple(
         path for path, unit in model.units.items() if unit.activation_fn is None
@@ -172,9 +195,14 @@ class FoldedI3D(tf.Module):
           folded[f'{spec.name}/reduces'] = (w, b)
     with self.name_scope:
       for path, (w, b) in folded.items():
+        dtype = tf.float32 if path == i3d.LOGITS_UNIT else self.dtype
         self._index[path] = len(self._w)
-        self._w.append(tf.Variable(w, trainable=False, name='w'))
-        self._b.append(tf.Variable(b, trainable=False, name='b'))
+        self._w.append(
+            tf.Variable(tf.cast(w, dtype), trainable=False, name='w')
+        )
+        self._b.append(
+            tf.Variable(tf.cast(b, dtype), trainable=False, name='b')
+        )
 
   @staticmethod
   def _fold(unit: i3d.Unit3D) -> Tuple[np.ndarray, np.ndarray]:
@@ -215,9 +243,10 @@ class FoldedI3D(tf.Module):
     return tf.split(net, [spec.b0, spec.b1[0], spec.b2[0]], axis=-1)
 
   def trunk(self, x: tf.Tensor, endpoint: str = 'Mixed_5c') -> tf.Tensor:
-    """The trunk's output at `endpoint` for a whole clip ('SAME' padding)."""
+    """The trunk's float32 output at `endpoint` for a whole clip ('SAME')."""
     streaming.check_endpoint('endpoint', endpoint, TRUNK_ENDPOINTS)
-    return i3d.run_trunk(self, x, endpoint)[0]
+    out = i3d.run_trunk(self, tf.cast(x, self.dtype), endpoint)[0]
+    return tf.cast(out, tf.float32)
 
   def head(self, mixed_5c: tf.Tensor) -> tf.Tensor:
     """Averaged logits from Mixed_5c, as the module's Logits endpoint."""
@@ -240,10 +269,18 @@ class Predictor:
   (see the module docstring), with the same result as one whole pass.
   """
 
-  def __init__(self, model: i3d.InceptionI3d, mode: str, chunk_frames: int):
+  def __init__(
+      self,
+      model: i3d.InceptionI3d,
+      mode: str,
+      chunk_frames: int,
+      precision: str = DEFAULT_PRECISION,
+  ):
     self.model = model
     self.mode = mode
     self.chunk_frames = chunk_frames
+    self.precision = precision
+    self._dtype = tf.as_dtype(precision)
     self.in_channels = model.in_channels
     self.has_head = model.final_endpoint in HEAD_ENDPOINTS
     last = (
@@ -255,7 +292,7 @@ class Predictor:
     if mode == 'plain':
       self._units = i3d.ModuleUnits(model.units, is_training=False)
     else:
-      self._units = FoldedI3D(model)
+      self._units = FoldedI3D(model, dtype=self._dtype)
     self._whole_fns = {}
     self._step_fns = {}
     self._head_fns = {}
@@ -419,7 +456,9 @@ class Predictor:
     return self._whole_fns[key]
 
   def _whole_graph(self, x, endpoint, reduction):
+    x = tf.cast(x, self._dtype)
     out, _ = i3d.run_trunk(self._units, x, i3d.trunk_endpoint(endpoint))
+    out = tf.cast(out, tf.float32)
     if endpoint not in HEAD_ENDPOINTS:
       return tf.reduce_mean(out, [1, 2, 3] if reduction == 'mean' else [2, 3])
     return self._logits(i3d.logits_pool(out), reduction == 'time')
@@ -456,7 +495,7 @@ class Predictor:
     if endpoint not in self._step_fns:
       trunk_end = i3d.trunk_endpoint(endpoint)
       carry = [
-          tf.TensorSpec([None, None, None, None, c], tf.float32)
+          tf.TensorSpec([None, None, None, None, c], self._dtype)
           for _, c in streaming.carry_specs(trunk_end, self.in_channels)
       ]
       specs = [
@@ -467,8 +506,9 @@ class Predictor:
 
       def step(x, carried, pads):
         out, carried = streaming.stream_trunk(
-            self._units, x, carried, pads, trunk_end
+            self._units, tf.cast(x, self._dtype), carried, pads, trunk_end
         )
+        out = tf.cast(out, tf.float32)
         if endpoint in HEAD_ENDPOINTS:
           return streaming.spatial_logits_pool(out), carried
         return tf.reduce_mean(out, [2, 3]), carried
@@ -527,7 +567,8 @@ class Predictor:
                     -(-frames.shape[2] // s),
                     -(-frames.shape[3] // s),
                     c,
-                ]
+                ],
+                self._dtype,
             )
             for s, c in streaming.carry_specs(trunk_end, self.in_channels)
         ]
@@ -562,6 +603,7 @@ def make_predictor(
     model: i3d.InceptionI3d,
     mode: str = DEFAULT_MODE,
     chunk_frames: Optional[int] = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> Predictor:
   """A Predictor for a built, weight-loaded model.
 
@@ -570,16 +612,30 @@ def make_predictor(
     mode: one of MODES.
     chunk_frames: inputs longer than this are streamed in chunks of this
       many frames; a positive multiple of 8; DEFAULT_CHUNK_FRAMES when None.
+    precision: one of PRECISIONS; 'bfloat16' (an opt-in that changes the
+      numbers, see the module docstring) only with mode 'fast'.
 
   Returns:
     The Predictor. The fast mode copies the folded weights: make a new
     Predictor after the model's weights change.
 
   Raises:
-    ValueError: on a bad `mode` or `chunk_frames`, or a model without
-      variables.
+    ValueError: on a bad `mode`, `chunk_frames` or `precision`, or a model
+      without variables.
   """
   streaming.check_endpoint('mode', mode, MODES)
+  streaming.check_endpoint('precision', precision, PRECISIONS)
+  if precision != 'float32' and mode != 'fast':
+    raise ValueError(
+        f"`precision` {precision!r} needs mode 'fast'; got mode {mode!r}."
+    )
+  if precision == 'bfloat16' and not set(BF16_CPU_FLAGS) & set(
+      runtime.cpu_info()['flags']
+  ):
+    logging.warning(
+        'This CPU has no bfloat16 units (AVX512_BF16 or AMX): bfloat16 is '
+        'emulated and may be slower than float32.'
+    )
   if chunk_frames is None:
     chunk_frames = DEFAULT_CHUNK_FRAMES
   if (
@@ -596,7 +652,7 @@ def make_predictor(
         '`model` has no variables yet: restore a checkpoint or '
         'call model.create_variables(in_channels) first.'
     )
-  return Predictor(model, mode, chunk_frames)
+  return Predictor(model, mode, chunk_frames, precision)
 
 
 def load_predictors(
@@ -605,6 +661,7 @@ def load_predictors(
     mode: str = DEFAULT_MODE,
     chunk_frames: Optional[int] = None,
     num_classes: Optional[int] = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> Dict[str, Predictor]:
   """Restores each stream's checkpoint into a model and wraps it.
 
@@ -615,6 +672,7 @@ def load_predictors(
     chunk_frames: see make_predictor.
     num_classes: the classes every checkpoint must have (400 for the
       Kinetics-400 slots, 600 for rgb_scratch_kin600), or None for any.
+    precision: see make_predictor.
 
   Returns:
     stream -> Predictor.
@@ -641,6 +699,6 @@ def load_predictors(
           'rgb_scratch_kin600 is the only 600-class one)'
       )
     predictors[stream] = make_predictor(
-        model, mode=mode, chunk_frames=chunk_frames
+        model, mode=mode, chunk_frames=chunk_frames, precision=precision
     )
   return predictors

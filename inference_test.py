@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
@@ -11,6 +12,7 @@ import tensorflow as tf
 import checkpoints
 import i3d
 import inference
+import runtime
 import streaming
 
 # A Logits clip: the smallest length whose Mixed_5c has 2 frames is 9; 16
@@ -18,6 +20,12 @@ import streaming
 _CLIP = (1, 16, 224, 224, 3)
 _SMALL = 32
 _TOL = 1e-4
+# bfloat16 keeps 8 significant bits (relative round-off 2^-9 per value). On
+# the synthetic weights its Mixed_5c features differ from float32 by about
+# 0.5% of their largest value (and its logits on the real rgb_scratch
+# weights by at most 0.14, pypi_release_test); the bound, relative to the
+# largest float32 value, leaves four times that.
+_BF16_REL_TOL = 0.02
 
 
 @functools.lru_cache(maxsize=None)
@@ -206,7 +214,65 @@ class PredictorTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(fn.experimental_get_tracing_count(), 1)
 
 
+class Bfloat16Test(tf.test.TestCase, parameterized.TestCase):
+
+  def _assert_near(self, low, expected):
+    error = np.abs(low - expected).max()
+    self.assertLess(error, _BF16_REL_TOL * np.abs(expected).max())
+    # It really computed in bfloat16: float32 would agree to round-off.
+    self.assertGreater(error, _TOL)
+
+  @parameterized.parameters('Mixed_3b', 'Mixed_5c')
+  def test_features_near_float32(self, endpoint):
+    model = _model('Mixed_5c')
+    video = _video([1, 11, _SMALL, _SMALL, 3])
+    expected = inference.make_predictor(model).temporal_features(
+        video, endpoint
+    )
+    low = inference.make_predictor(
+        model, precision='bfloat16'
+    ).temporal_features(video, endpoint)
+    self.assertEqual(low.dtype, np.float32)
+    self._assert_near(low, expected)
+
+  def test_streamed_near_float32(self):
+    model = _model('Mixed_5c')
+    video = _video([1, 59, _SMALL, _SMALL, 3])
+    expected = inference.make_predictor(model).temporal_features(video)
+    streamed = inference.make_predictor(
+        model, chunk_frames=8, precision='bfloat16'
+    ).temporal_features(video)
+    self._assert_near(streamed, expected)
+
+  def test_trunk_weights_are_bfloat16_and_logits_float32(self):
+    folded = inference.FoldedI3D(_model(), dtype=tf.bfloat16)
+    dtypes = [v.dtype for v in folded.variables]
+    self.assertEqual(dtypes.count(tf.float32), 2)  # Logits w and b.
+    self.assertEqual(set(dtypes), {tf.float32, tf.bfloat16})
+
+  def test_warns_without_bfloat16_units(self):
+    info = {**runtime.cpu_info(), 'flags': ['avx2', 'fma']}
+    with mock.patch.object(runtime, 'cpu_info', return_value=info):
+      with self.assertLogs(level='WARNING') as logs:
+        inference.make_predictor(_model('Mixed_5c'), precision='bfloat16')
+    self.assertIn('no bfloat16 units', ''.join(logs.output))
+
+
 class ErrorsTest(tf.test.TestCase):
+
+  def test_bad_precision(self):
+    with self.assertRaisesRegex(
+        ValueError, r"`precision` 'float16'.*float32, bfloat16"
+    ):
+      inference.make_predictor(_model('Mixed_5c'), precision='float16')
+
+  def test_bfloat16_needs_fast_mode(self):
+    with self.assertRaisesRegex(
+        ValueError, r"`precision` 'bfloat16' needs mode 'fast'.*'plain'"
+    ):
+      inference.make_predictor(
+          _model('Mixed_5c'), 'plain', precision='bfloat16'
+      )
 
   def test_bad_mode(self):
     with self.assertRaisesRegex(ValueError, r"`mode` 'slow'.*fast, plain"):
