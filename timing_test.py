@@ -22,14 +22,5 @@ class ConvFlopsTest(absltest.TestCase):
       timing.conv_flops(16, final_endpoint='Mixed_9z')
 
 
-class BuildTest(absltest.TestCase):
-
-  def test_fast_bf16_is_the_fast_mode_in_bfloat16(self):
-    _, _, predictors = benchmark._build('rgb', benchmark.BF16_MODE, None)
-    self.assertEqual(
-        [(p.mode, p.precision) for p in predictors], [('fast', 'bfloat16')]
-    )
-
-
 if __name__ == '__main__':
   absltest.main()
