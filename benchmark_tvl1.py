@@ -25,6 +25,11 @@ warps it by as much, and textured blobs ("people", "cars") cross it at their
 own speeds. Frames are resized to a shorter side of 256 (as the recipe does)
 and turned to gray; wall and CPU seconds per pair are reported.
 
+With --footage=mediapipe it times nothing: for each size and motion it
+measures the error, in pixels, that recipe 'mediapipe' adds to the clipped
+flow by storing it as MediaPipe's graph does (8-bit quantisation, then JPEG
+quality 100), against the float flow, per flow pixel and channel.
+
 Other processes skew the figures; the load average is recorded. Run it
 alone:
 
@@ -32,6 +37,8 @@ alone:
       --json_out=benchmarks/benchmark_tvl1_cpu.json
   flock /work/bench.lock python benchmark_tvl1.py --footage=street \
       --pairs=3 --json_out=benchmarks/benchmark_tvl1_street_cpu.json
+  python benchmark_tvl1.py --footage=mediapipe \
+      --json_out=benchmarks/benchmark_tvl1_mediapipe_storage.json
 """
 
 import runtime  # pylint: disable=g-bad-import-order
@@ -58,10 +65,12 @@ import tvl1
 _FOOTAGE = flags.DEFINE_enum(
     'footage',
     'synthetic',
-    ['synthetic', 'street'],
+    ['synthetic', 'street', 'mediapipe'],
     'synthetic: pairs/s and fidelity of OpenCV against tvl1.py at --sizes '
     'and --motions; street: OpenCV seconds per pair on street-like footage '
-    '(--street_size, --street_pans).',
+    '(--street_size, --street_pans); mediapipe: the error that recipe '
+    "'mediapipe' adds to tvl1.py's flow at --sizes and --motions (no "
+    'timing).',
 )
 _SIZES = flags.DEFINE_list(
     'sizes', ['256x455', '256x340'], 'Frame sizes, HEIGHTxWIDTH.'
@@ -421,6 +430,56 @@ def street_table(results: Dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
+# ---------------------------------------------------------------------------
+# --footage=mediapipe: the error of MediaPipe's flow storage.
+
+
+def mediapipe_storage(sizes: Sequence[Tuple[int, int]]) -> Dict[str, Any]:
+  """Flow error of recipe 'mediapipe''s storage, per size and motion."""
+  rows = []
+  for height, width in sizes:
+    for motion in _MOTIONS.value:
+      frames = frames_for(motion, height, width, _PAIRS.value + 1)
+      flow = recipe.compute_flow(frames)[:-1]
+      clipped = np.clip(flow, -recipe.FLOW_BOUND, recipe.FLOW_BOUND)
+      quantized = recipe.dequantize_flow(recipe.quantize_flow(flow))
+      stored = np.stack([recipe.mediapipe_flow(f) for f in flow])
+      row = {'motion': motion, 'size': [height, width], 'pairs': len(flow)}
+      for name, got in (('quantized', quantized), ('stored', stored)):
+        error = got - clipped
+        row[name] = {
+            'mean_error_px': float(error.mean()),
+            'mean_abs_error_px': float(np.abs(error).mean()),
+            'p99_abs_error_px': float(np.percentile(np.abs(error), 99)),
+            'max_abs_error_px': float(np.abs(error).max()),
+        }
+      rows.append(row)
+  return {
+      'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+      'opencv': cv2.__version__,
+      'rows': rows,
+  }
+
+
+def mediapipe_table(results: Dict[str, Any]) -> str:
+  lines = [
+      "recipe 'mediapipe': flow error (px) of 8-bit storage (quantized) and "
+      'of 8-bit + JPEG q100 (stored), against the clipped float flow',
+      f'{"size":<8} {"motion":<6} {"":<9} {"mean":>7} {"mean|e|":>7} '
+      f'{"p99|e|":>7} {"max|e|":>7}',
+  ]
+  for row in results['rows']:
+    size = f'{row["size"][0]}x{row["size"][1]}'
+    for name in ('quantized', 'stored'):
+      e = row[name]
+      lines.append(
+          f'{size:<8} {row["motion"]:<6} {name:<9} '
+          f'{e["mean_error_px"]:>7.3f} {e["mean_abs_error_px"]:>7.3f} '
+          f'{e["p99_abs_error_px"]:>7.3f} {e["max_abs_error_px"]:>7.3f}'
+      )
+  return '\n'.join(lines)
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}.')
@@ -433,6 +492,13 @@ def main(argv: Sequence[str]) -> None:
       print(f'JSON: {_JSON_OUT.value}')
     return
   sizes = [parse_size(s) for s in _SIZES.value]
+  if _FOOTAGE.value == 'mediapipe':
+    results = mediapipe_storage(sizes)
+    print(mediapipe_table(results))
+    if _JSON_OUT.value:
+      fileio.write_json(_JSON_OUT.value, results)
+      print(f'JSON: {_JSON_OUT.value}')
+    return
   cores = os.cpu_count() or 1
   results: Dict[str, Any] = {
       'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
