@@ -890,11 +890,14 @@ class Clip:
   by TV-L1 on the resized frames (with one frame of lookahead, on `workers`
   threads or processes), clipped to +-20 pixels and divided by 20, and mirrored when
   flipped. Nothing is looped here. The file is decoded once whatever the
-  streams.
+  streams. With recipe_name='mediapipe' the frames are sized by
+  `mediapipe_scale` instead, and RGB and flow go through MediaPipe's JPEG
+  storage before the crop.
 
   Attributes:
     path: The file.
     streams: The streams yielded, in VALID_STREAMS order.
+    recipe_name: One of RECIPES; the above is 'kinetics_i3d'.
     start_time: Seconds of frame 0 (frame k is at start_time + k / fps).
     times: The video time t_k of each frame yielded so far.
     source_times: The timestamp of the source frame shown, likewise.
@@ -996,7 +999,6 @@ class Clip:
 
   def _iterate(self) -> Iterator[Dict[str, np.ndarray]]:
     rgb = collections.deque()  # RGB inputs waiting for their flow frame.
-
     mediapipe = self.recipe_name == 'mediapipe'
 
     def images() -> Iterator[np.ndarray]:

@@ -474,18 +474,29 @@ class MediaPipeRecipeTest(testing.TempDirMixin, parameterized.TestCase):
   def test_shrinking_is_inter_area_of_the_centre_crop(self):
     image = testing.moving_frames(1, 300, 640)[0]  # 2.13:1 -> 532 wide.
     expected = cv2.resize(
-        image[:, 54:586], (454, 256), interpolation=cv2.INTER_AREA
+        image[:, 54:586], (452, 256), interpolation=cv2.INTER_AREA
     )
     np.testing.assert_array_equal(recipe.mediapipe_scale(image), expected)
 
   def test_growing_is_in_linear_light(self):
-    # Black and white columns, grown: their blend is half the light, which
-    # is sRGB level 188, not the 128 that blending sRGB values would give.
-    image = np.zeros((64, 64, 3), np.uint8)
-    image[:, ::2] = 255
+    image = testing.moving_frames(1, 64, 64)[0]
+    image[:, ::2] //= 4  # Fine detail: where linear and sRGB blends differ.
     grown = recipe.mediapipe_scale(image)
     self.assertEqual(grown.shape, (256, 256, 3))
-    self.assertAlmostEqual(float(grown[8:-8, 8:-8].mean()), 188, delta=4)
+    # The same in float: sRGB -> linear, bicubic, linear -> sRGB.
+    x = image / 255.0
+    linear = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    linear = cv2.resize(
+        linear.astype(np.float32), (256, 256), interpolation=cv2.INTER_CUBIC
+    ).clip(0, 1)
+    srgb = np.where(
+        linear <= 0.0031308,
+        linear * 12.92,
+        1.055 * linear ** (1 / 2.4) - 0.055,
+    )
+    self.assertLessEqual(np.abs(grown - srgb * 255).max(), 1.0)
+    plain = cv2.resize(image, (256, 256), interpolation=cv2.INTER_CUBIC)
+    self.assertGreater(np.abs(grown.astype(int) - plain).max(), 10)
     flat = np.full((60, 80, 3), 77, np.uint8)
     np.testing.assert_array_equal(recipe.mediapipe_scale(flat), 77)
 
