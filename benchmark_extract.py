@@ -113,6 +113,9 @@ _FLOW_BACKEND = flags.DEFINE_enum(
     'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
     'opencv (OpenCV DualTVL1, processes).',
 )
+_RECIPE = flags.DEFINE_enum(
+    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
+)
 _SERIAL = flags.DEFINE_boolean(
     'serial',
     True,
@@ -188,6 +191,7 @@ def main(argv: Sequence[str]) -> None:
         batch_size=_BATCH_SIZE.value,
         flow_workers=_FLOW_WORKERS.value,
         flow_backend=_FLOW_BACKEND.value,
+        recipe_name=_RECIPE.value,
     )
     load_s = time.perf_counter() - begin
 
@@ -248,6 +252,7 @@ def main(argv: Sequence[str]) -> None:
           else _CHECKPOINT_DIR.value,
           'flow_workers': _FLOW_WORKERS.value,
           'flow_backend': _FLOW_BACKEND.value,
+          'recipe': _RECIPE.value,
       },
       'frames_at_25_fps': frames,
       'windows': windows,

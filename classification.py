@@ -306,6 +306,7 @@ def clip_logits(
     workers: Optional[int] = None,
     progress: bool = False,
     flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
+    recipe_name: str = recipe.DEFAULT_RECIPE,
 ) -> ClipLogits:
   """Each stream's logits of a whole clip, from one decoding pass.
 
@@ -328,6 +329,7 @@ def clip_logits(
       one chunk, over the frames of the clip's total that every stream's
       network has run.
     flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
+    recipe_name: One of recipe.RECIPES.
 
   Returns:
     A ClipLogits.
@@ -345,6 +347,7 @@ def clip_logits(
       end=end,
       workers=workers,
       flow_backend=flow_backend,
+      recipe_name=recipe_name,
   )
   frames = recipe.prefetch(clip, PREFETCH_FRAMES)
   # One bar: first over the frames prepared for the first chunk (decoding
@@ -446,6 +449,7 @@ def classify_video(
     progress: bool = False,
     checkpoint_overrides: Optional[Mapping[str, str]] = None,
     flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
+    recipe_name: str = recipe.DEFAULT_RECIPE,
 ) -> Classification:
   """Classifies one video clip, streaming long ones in bounded memory.
 
@@ -463,6 +467,7 @@ def classify_video(
     progress: Show a progress bar over the frames of a streamed clip.
     checkpoint_overrides: Stream -> checkpoint prefix; see assets.resolve.
     flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
+    recipe_name: One of recipe.RECIPES.
 
   Returns:
     A Classification.
@@ -481,6 +486,7 @@ def classify_video(
       {'label map': label_map, **assets.restore_files(resolved.prefixes)}
   )
   info = video.probe(video_path)  # A bad file fails before the models load.
+  recipe.check_recipe(recipe_name, info)
   labels, predictors = _labels_and_predictors(
       resolved, label_map, inference_mode, chunk_frames
   )
@@ -492,6 +498,7 @@ def classify_video(
       workers=workers,
       progress=progress,
       flow_backend=flow_backend,
+      recipe_name=recipe_name,
   )
   details = {
       'video': os.path.abspath(video_path),
@@ -515,6 +522,7 @@ def classify_video(
           'codec': info.codec,
       },
       'inference_mode': inference_mode,
+      'recipe': recipe_name,
   }
   return Classification(sum(result.logits.values()), labels, details)
 

@@ -166,6 +166,9 @@ _FLOW_BACKEND = flags.DEFINE_enum(
     'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
     'opencv (OpenCV DualTVL1, processes).',
 )
+_RECIPE = flags.DEFINE_enum(
+    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
+)
 
 
 def _hint(error: Exception) -> str:
@@ -220,6 +223,7 @@ def main(argv: Sequence[str]) -> int:
         chunk_frames=_CHUNK_FRAMES.value,
         workers=_FLOW_WORKERS.value,
         flow_backend=_FLOW_BACKEND.value,
+        recipe_name=_RECIPE.value,
         progress=_PROGRESS.value,
         checkpoint_overrides={
             'rgb': _RGB_CHECKPOINT.value,

@@ -168,6 +168,9 @@ _FLOW_BACKEND = flags.DEFINE_enum(
     'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
     'opencv (OpenCV DualTVL1, processes).',
 )
+_RECIPE = flags.DEFINE_enum(
+    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
+)
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the videos on stderr.'
 )
@@ -280,6 +283,7 @@ def main(argv: Sequence[str]) -> int:
         clip_frames=_CLIP_FRAMES.value,
         workers=_FLOW_WORKERS.value,
         flow_backend=_FLOW_BACKEND.value,
+        recipe_name=_RECIPE.value,
         progress=_PROGRESS.value,
     )
   except (

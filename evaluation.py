@@ -323,6 +323,7 @@ def evaluate_split(
     workers: Optional[int] = None,
     progress: bool = True,
     flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
+    recipe_name: str = recipe.DEFAULT_RECIPE,
 ) -> SplitResult:
   """Whole-video top-k accuracy of a model on a labelled split.
 
@@ -346,6 +347,8 @@ def evaluate_split(
     workers: Processes for TV-L1; None = all cores.
     progress: A tqdm bar over the videos on stderr.
     flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
+    recipe_name: One of recipe.RECIPES; a name other than the default joins
+      `settings` (and so the resume key).
 
   Returns:
     A SplitResult.
@@ -356,6 +359,8 @@ def evaluate_split(
   mapping = class_mapping(dataset.class_names, model_classes)
   os.makedirs(output_dir, exist_ok=True)
   settings = dict(settings, clip_frames=clip_frames)
+  if recipe.check_recipe(recipe_name) != recipe.DEFAULT_RECIPE:
+    settings['recipe'] = recipe_name
   settings_key = hashlib.sha1(
       json.dumps(settings, sort_keys=True).encode()
   ).hexdigest()
@@ -392,6 +397,7 @@ def evaluate_split(
             end=clip.end,
             workers=workers,
             flow_backend=flow_backend,
+            recipe_name=recipe_name,
         )
         total = sum(result.logits.values())  # joint: RGB + flow.
         record.update(

@@ -117,6 +117,25 @@ PREPROCESSING = {
     'flow_bound': recipe.FLOW_BOUND,
     'flow_range': [-1.0, 1.0],
 }
+# The same for each of recipe.RECIPES ('kinetics_i3d' records PREPROCESSING
+# as before, so earlier outputs stay resumable).
+PREPROCESSINGS = {
+    'kinetics_i3d': PREPROCESSING,
+    'mediapipe': {
+        **PREPROCESSING,
+        'recipe': 'mediapipe',
+        'resize_short_side': None,
+        'resize': 'MediaPipe ScaleImageCalculator: height 256 (aspect kept, '
+        'wider than 16:9 or narrower than 9:16 centre-cropped first, width '
+        'even), INTER_AREA down, linear-light INTER_CUBIC up',
+        'rgb_storage': 'JPEG quality 100 (OpenCV), decoded with the fast '
+        'integer DCT',
+        'flow': 'TV-L1 (OpenCV DualTVL1, default settings) on grayscale scaled '
+        'frames, quantised to 8 bits over [-20, 20] px (truncated) and stored '
+        'as JPEG quality 100; flow[t] is frame t -> t + 1, the last repeats '
+        'the one before',
+    },
+}
 
 
 class InputError(ValueError):
@@ -532,6 +551,7 @@ class Extractor:
       batch_size: int = DEFAULT_BATCH_SIZE,
       flow_workers: Optional[int] = None,
       flow_backend: str = recipe.DEFAULT_FLOW_BACKEND,
+      recipe_name: str = recipe.DEFAULT_RECIPE,
   ):
     """Checks the settings.
 
@@ -546,6 +566,7 @@ class Extractor:
       batch_size: Windows per forward pass.
       flow_workers: Processes for TV-L1; None = all cores.
       flow_backend: TV-L1 implementation, one of recipe.FLOW_BACKENDS.
+      recipe_name: One of recipe.RECIPES (recorded as `preprocessing`).
 
     Raises:
       ValueError: on a bad setting.
@@ -577,6 +598,8 @@ class Extractor:
     self.batch_size = batch_size
     self.flow_workers = flow_workers
     self.flow_backend = recipe.check_backend(flow_backend)
+    self.recipe_name = recipe.check_recipe(recipe_name)
+    self.preprocessing = PREPROCESSINGS[recipe_name]
 
   # ---- one video, in this thread -------------------------------------------
 
@@ -601,6 +624,7 @@ class Extractor:
         streams,
         workers=self.flow_workers,
         flow_backend=self.flow_backend,
+        recipe_name=self.recipe_name,
     )
     batcher = _Batcher(self, streams)
     for window in iter_windows(clip, self.window, self.stride):
@@ -673,7 +697,7 @@ class Extractor:
         'looped': any(looped for _, _, looped in windows),
         'frame_size': list(clip.frame_size),
         'crop_offset': list(clip.crop_offset),
-        'preprocessing': PREPROCESSING,
+        'preprocessing': self.preprocessing,
         'inference_mode': next(iter(self.predictors.values())).mode,
     }
 
@@ -699,7 +723,7 @@ class Extractor:
         'endpoint': self.endpoint,
         'window': self.window,
         'stride': self.stride,
-        'preprocessing': PREPROCESSING,
+        'preprocessing': self.preprocessing,
     }
     if not isinstance(old, dict) or any(
         old.get(k) != v for k, v in settings.items()
@@ -769,6 +793,7 @@ class Extractor:
               streams,
               workers=self.flow_workers,
               flow_backend=self.flow_backend,
+              recipe_name=self.recipe_name,
           )
           for window in iter_windows(clip, self.window, self.stride):
             yield 'window', key, window

@@ -197,6 +197,7 @@ class ExtractorTest(testing.FakeFlowMixin, _TempDir):
       window=16,
       stride=16,
       batch_size=2,
+      recipe_name=recipe.DEFAULT_RECIPE,
   ) -> features.Extractor:
     return features.Extractor(
         {s: self.predictors[s] for s in streams},
@@ -206,6 +207,7 @@ class ExtractorTest(testing.FakeFlowMixin, _TempDir):
         stride=stride,
         batch_size=batch_size,
         flow_workers=1,
+        recipe_name=recipe_name,
     )
 
   def out_dir(self, name: str) -> str:
@@ -326,6 +328,23 @@ class ExtractorTest(testing.FakeFlowMixin, _TempDir):
 
   def _outputs(self, out):
     return testing.read_tree(out)
+
+  def test_the_recipe_is_recorded_and_a_change_recomputes(self):
+    videos = [
+        v for v in features.find_videos(self.videos_dir) if v.name == 'long'
+    ]
+    out = self.out_dir('recipes')
+    self.extractor().run(videos, out, progress=False)
+    with self.assertLogs(level='WARNING') as logs:
+      summary = self.extractor(recipe_name='mediapipe').run(
+          videos, out, progress=False
+      )
+    self.assertEqual([v.name for v in summary.extracted], ['long'])
+    self.assertIn('made with other settings', ''.join(logs.output))
+    with open(os.path.join(out, 'long.json')) as f:
+      record = json.load(f)
+    self.assertEqual(record['preprocessing']['recipe'], 'mediapipe')
+    self.assertEqual(record['frame_size'], [256, 320])
 
   def test_resume_after_a_kill_gives_the_uninterrupted_outputs(self):
     videos = features.find_videos(self.videos_dir)

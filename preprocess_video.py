@@ -82,6 +82,9 @@ _FLOW_BACKEND = flags.DEFINE_enum(
     'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
     'opencv (OpenCV DualTVL1, processes).',
 )
+_RECIPE = flags.DEFINE_enum(
+    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
+)
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the frames on stderr.'
 )
@@ -112,6 +115,7 @@ def main(argv: Sequence[str]) -> None:
         flip=_FLIP.value,
         workers=_FLOW_WORKERS.value,
         flow_backend=_FLOW_BACKEND.value,
+        recipe_name=_RECIPE.value,
         progress=_PROGRESS.value,
     )
   except video.VideoError as e:
@@ -129,6 +133,11 @@ def main(argv: Sequence[str]) -> None:
   print(
       f'frames: {count} at {video.FPS:g} fps, t = {times[0]:.3f} .. '
       f'{times[count - 1]:.3f} s'
+  )
+  height, width = inputs['frame_size']
+  print(
+      f'recipe: {_RECIPE.value}, frames {height}x{width} (HxW), crop at '
+      f'{tuple(inputs["crop_offset"])}'
   )
   if inputs['looped']:
     print(f'looped: yes, {count} -> {len(times)} frames (--min_frames)')

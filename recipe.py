@@ -17,6 +17,12 @@ once and yields, frame by frame, the model inputs of every requested stream
 The TV-L1 worker processes import this module, so it must never import
 TensorFlow (a test checks it).
 
+That is the recipe named 'kinetics_i3d' (the default). `recipe_name=
+'mediapipe'` follows MediaPipe's published Kinetics graph and reader instead:
+frames 256 high as its ScaleImageCalculator sizes them, RGB and 8-bit flow
+through JPEG (`mediapipe_scale`, `jpeg_round_trip`, `mediapipe_flow`); the
+crop, scaling and looping are the same.
+
 Conventions (each one is tested in recipe_test.py):
 
   * Centre crop: the offset is floor((size_in - crop) / 2), so an odd margin
@@ -46,9 +52,11 @@ Usage:
 
 from __future__ import annotations
 
+import atexit
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import itertools
 import math
 import multiprocessing
@@ -65,6 +73,7 @@ from typing import (
     Iterable,
     Iterator,
     List,
+    NamedTuple,
     Optional,
     Sequence,
     Tuple,
@@ -76,6 +85,7 @@ import cv2
 import numba
 import numpy as np
 from PIL import Image
+import simplejpeg
 import tqdm
 
 import assets
@@ -107,6 +117,23 @@ FLOW_BACKENDS = ('numba', 'opencv', 'cuda')
 # (one thread block per pair), at about 6.5 MB of GPU memory per 256x455 pair.
 CUDA_FLOW_CHUNK = 256
 DEFAULT_FLOW_BACKEND = 'numba'
+
+# Named recipes, both streams: 'kinetics_i3d' is this release's README (the
+# shorter side resized to 256, float flow); 'mediapipe' is MediaPipe's
+# published graph and reader (256 high, 8-bit JPEG flow and RGB).
+RECIPES = ('kinetics_i3d', 'mediapipe')
+DEFAULT_RECIPE = 'kinetics_i3d'
+# The help of every command's --recipe.
+RECIPE_HELP = (
+    'Preprocessing recipe for both streams: kinetics_i3d (this release: '
+    "shorter side 256, float flow) or mediapipe (MediaPipe's published "
+    'graph: height 256, RGB and 8-bit flow through JPEG); see README.'
+)
+# ScaleImageCalculator in MediaPipe's graph: target_height, and its default
+# aspect-ratio limits (min_aspect_ratio '9/16', max_aspect_ratio '16/9').
+MEDIAPIPE_HEIGHT = 256
+_MEDIAPIPE_MIN_ASPECT = 9.0 / 16.0
+_MEDIAPIPE_MAX_ASPECT = 16.0 / 9.0
 
 
 # ---------------------------------------------------------------------------
@@ -401,6 +428,74 @@ def _stop(executor: concurrent.futures.ProcessPoolExecutor) -> None:
   executor.shutdown(wait=True, cancel_futures=True)
 
 
+# One pool of TV-L1 worker processes, kept from one clip to the next: a new
+# worker costs seconds (a Python start and the imports of this module, OpenCV,
+# NumPy and Numba). `_pool_users` counts the iter_flow calls using it; a call
+# that wants another worker count while it is in use gets a pool of its own.
+# Idle workers end when the process exits (concurrent.futures joins them; the
+# atexit hook below does it explicitly).
+_POOL_LOCK = threading.Lock()
+_pool: Optional[concurrent.futures.ProcessPoolExecutor] = None
+_pool_workers = 0
+_pool_users = 0
+
+
+def _shutdown_pool() -> None:
+  """Ends the kept pool's workers after their current task; for atexit."""
+  global _pool
+  with _POOL_LOCK:
+    if _pool is not None:
+      _pool.shutdown(wait=True, cancel_futures=True)
+      _pool = None
+
+
+atexit.register(_shutdown_pool)
+
+
+def _acquire_executor(
+    workers: int,
+) -> Tuple[concurrent.futures.ProcessPoolExecutor, bool]:
+  """(pool of `workers` processes, whether it is the kept one)."""
+  global _pool, _pool_workers, _pool_users
+  with _POOL_LOCK:
+    if _pool is not None and _pool_users == 0:
+      if getattr(_pool, '_broken', False):
+        _stop(_pool)
+        _pool = None
+      elif _pool_workers != workers:
+        _pool.shutdown(wait=True)
+        _pool = None
+    if _pool is None:
+      _pool, _pool_workers = _executor(workers), workers
+    if _pool_workers == workers and not getattr(_pool, '_broken', False):
+      _pool_users += 1
+      return _pool, True
+  return _executor(workers), False
+
+
+def _release_executor(
+    executor: concurrent.futures.ProcessPoolExecutor, kept: bool, ok: bool
+) -> None:
+  """Gives back a pool from `_acquire_executor`; `ok` False after an error.
+
+  After an error or Ctrl-C the workers are stopped at once (the kept pool
+  only if no other call uses it); otherwise the kept pool stays for the
+  next clip and a pool of its own is shut down.
+  """
+  global _pool, _pool_users
+  if not kept:
+    if ok:
+      executor.shutdown(wait=True)
+    else:
+      _stop(executor)
+    return
+  with _POOL_LOCK:
+    _pool_users -= 1
+    if not ok and _pool_users == 0 and _pool is executor:
+      _stop(executor)
+      _pool = None
+
+
 def iter_flow(
     frames: Iterable[np.ndarray],
     workers: Optional[int] = None,
@@ -419,7 +514,9 @@ def iter_flow(
   Pairs are sent in chunks of `chunk_size` to `workers` processes, each with
   one OpenCV thread; at most 2 * workers chunks are in flight, so memory stays
   bounded on long streams (about 2 * workers * chunk_size frames of
-  lookahead). The processes start only once a full chunk exists. With
+  lookahead). The processes start only once a full chunk exists, and stay
+  for the next call with as many workers (they end with this process, or at
+  once after an error). With
   backend='numba' the pairs of a chunk (at least `workers` of them) run on
   `workers` threads in this process instead.
 
@@ -485,6 +582,7 @@ def _iter_flow(
   pending = collections.deque()
   max_pending = 0 if workers == 1 else 2 * workers - 1
   executor = None
+  kept = False
   last = np.zeros(first.shape + (2,), np.float32)  # What one frame yields.
   chunk = [first]
   finished = False
@@ -507,7 +605,7 @@ def _iter_flow(
           pending.append(_flow_chunk(batch, backend))
         else:
           if executor is None:
-            executor = _executor(workers)
+            executor, kept = _acquire_executor(workers)
           pending.append(executor.submit(_flow_chunk, batch))
       while pending and (final or len(pending) > max_pending):
         done = pending.popleft()
@@ -518,10 +616,10 @@ def _iter_flow(
     finished = True
   finally:
     if executor is not None:
-      if finished:
-        executor.shutdown(wait=True)
-      else:
-        _stop(executor)
+      for done in pending:
+        if not isinstance(done, np.ndarray):
+          done.cancel()
+      _release_executor(executor, kept, finished)
 
 
 def compute_flow(
@@ -566,6 +664,220 @@ def compute_flow(
 
 
 # ---------------------------------------------------------------------------
+# MediaPipe's published recipe (recipe_name='mediapipe').
+#
+# DeepMind's later Kinetics pipeline: MediaPipe's graph
+# mediapipe/graphs/media_sequence/tvl1_flow_and_rgb_from_file.pbtxt writes
+# JPEG frames and JPEG flow into SequenceExamples, and
+# mediapipe/examples/desktop/media_sequence/kinetics_dataset.py reads them
+# back. The functions below redo each step that changes pixels; README.md
+# ("MediaPipe's published recipe") lists every difference from the default.
+
+
+class MediaPipeLayout(NamedTuple):
+  """Where ScaleImageCalculator crops a frame and what size it scales it to.
+
+  Attributes:
+    crop: (top, left, height, width) of the source region kept.
+    size: (height, width) of the scaled frame.
+  """
+
+  crop: Tuple[int, int, int, int]
+  size: Tuple[int, int]
+
+
+def mediapipe_layout(height: int, width: int) -> MediaPipeLayout:
+  """ScaleImageCalculator's sizing with the graph's options, for one frame.
+
+  The graph sets target_height 256 and preserve_aspect_ratio; the other
+  options keep their defaults. So (scale_image_utils.cc): a frame wider than
+  16:9 is first centre-cropped to int(height * 16 / 9) columns, one narrower
+  than 9:16 to int(width / (9 / 16)) rows, each rounded down to even; then the
+  height becomes 256 and the width int(256 / crop_height * crop_width),
+  rounded down to even. Portrait frames therefore come out narrower than
+  256, unlike the default recipe's shorter side of 256.
+
+  Args:
+    height: Source height in pixels.
+    width: Source width in pixels.
+
+  Returns:
+    The crop and the output size.
+  """
+  if height < 1 or width < 1:
+    raise ValueError(
+        f'Frame `height` and `width` must be positive; got {height}x{width}.'
+    )
+  top, left, crop_h, crop_w = 0, 0, height, width
+  aspect = width / height
+  if aspect > _MEDIAPIPE_MAX_ASPECT:
+    crop_w = int(height * _MEDIAPIPE_MAX_ASPECT) // 2 * 2
+    left = (width - crop_w) // 2
+  elif aspect < _MEDIAPIPE_MIN_ASPECT:
+    crop_h = int(width / _MEDIAPIPE_MIN_ASPECT) // 2 * 2
+    top = (height - crop_h) // 2
+  out_w = max(int(MEDIAPIPE_HEIGHT / crop_h * crop_w) // 2 * 2, 1)
+  return MediaPipeLayout((top, left, crop_h, crop_w), (MEDIAPIPE_HEIGHT, out_w))
+
+
+@functools.lru_cache(maxsize=1)
+def _srgb_luts() -> Tuple[np.ndarray, np.ndarray]:
+  """image_frame_util.cc's sRGB <-> 16-bit linear RGB lookup tables."""
+  to_linear = [
+      int(i / 255 / 12.92 * 65535 + 0.5)
+      if i < 0.04045 * 255
+      else int(math.pow((i / 255 + 0.055) / 1.055, 2.4) * 65535 + 0.5)
+      for i in range(256)
+  ]
+  to_srgb = [
+      int(i / 65535 * 12.92 * 255 + 0.5)
+      if i < 0.0031308 * 65535
+      else int((1.055 * math.pow(i / 65535, 1 / 2.4) - 0.055) * 255 + 0.5)
+      for i in range(65536)
+  ]
+  return np.array(to_linear, np.uint16), np.array(to_srgb, np.uint8)
+
+
+def mediapipe_scale(image: np.ndarray) -> np.ndarray:
+  """A frame as the graph's ScaleImageCalculator scales it.
+
+  Crop and size from `mediapipe_layout`. Shrinking (neither side grows) is
+  OpenCV's INTER_AREA on the 8-bit sRGB values (MediaPipe's open-source
+  ImageResizer); growing goes through 16-bit linear light: sRGB -> linear by
+  lookup table, INTER_CUBIC, linear -> sRGB (image_frame_util.cc).
+
+  Args:
+    image: uint8 RGB [H, W, 3].
+
+  Returns:
+    uint8 RGB [256, W', 3].
+  """
+  image = np.asarray(image)
+  if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+    raise ValueError(
+        '`image` must be uint8 RGB [H, W, 3]; got dtype '
+        f'{image.dtype} and shape {image.shape}.'
+    )
+  (top, left, crop_h, crop_w), (out_h, out_w) = mediapipe_layout(
+      *image.shape[:2]
+  )
+  image = np.ascontiguousarray(image[top : top + crop_h, left : left + crop_w])
+  if (crop_h, crop_w) == (out_h, out_w):
+    return image
+  if crop_h >= out_h and crop_w >= out_w:
+    return cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA)
+  to_linear, to_srgb = _srgb_luts()
+  linear = cv2.resize(
+      to_linear[image], (out_w, out_h), interpolation=cv2.INTER_CUBIC
+  )
+  return to_srgb[linear]
+
+
+def jpeg_round_trip(image: np.ndarray) -> np.ndarray:
+  """A uint8 RGB frame stored as the graph stores it and read back.
+
+  Encoding is OpenCvImageEncoderCalculator's: RGB -> BGR, then cv2.imencode
+  at JPEG quality 100 (OpenCV's other defaults: 4:2:0 chroma subsampling).
+  Decoding is the reader's tf.image.decode_jpeg with its defaults, whose DCT
+  is libjpeg's fast integer one; simplejpeg with fastdct=True gives the same
+  pixels without TensorFlow.
+
+  Args:
+    image: uint8 RGB [H, W, 3].
+
+  Returns:
+    uint8 RGB [H, W, 3].
+  """
+  ok, data = cv2.imencode(
+      '.jpg',
+      cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
+      [cv2.IMWRITE_JPEG_QUALITY, 100],
+  )
+  if not ok:
+    raise ValueError(f'OpenCV could not encode a JPEG of shape {image.shape}.')
+  return simplejpeg.decode_jpeg(
+      data.tobytes(), colorspace='RGB', fastdct=True, fastupsample=False
+  )
+
+
+def quantize_flow(flow: np.ndarray) -> np.ndarray:
+  """FlowToImageCalculator: flow in pixels [..., 2] -> uint8 [..., 2].
+
+  Each channel becomes (v + 20) / 40, clamped to [0, 1], times 255 and
+  truncated, in float32: steps of 40/255 pixels.
+  """
+  flow = np.asarray(flow, np.float32)
+  if flow.ndim < 1 or flow.shape[-1] != 2:
+    raise ValueError(
+        f'`flow` must have 2 channels (x, y) last; got shape {flow.shape}.'
+    )
+  low = np.float32(-FLOW_BOUND)
+  unit = np.clip((flow - low) / np.float32(2 * FLOW_BOUND), 0, 1)
+  return (unit * np.float32(255)).astype(np.uint8)
+
+
+def dequantize_flow(levels: np.ndarray) -> np.ndarray:
+  """The reader's inverse of `quantize_flow`: uint8 -> float32 pixels.
+
+  kinetics_dataset.py: tf.image.convert_image_dtype (q * float32(1 / 255)),
+  then (v - 0.5) * 2 * 20, in float32. Truncation in `quantize_flow` makes
+  the round trip lose up to one step of 40/255 pixels, about 0.08 px on
+  average.
+  """
+  levels = np.asarray(levels)
+  if levels.dtype != np.uint8:
+    raise ValueError(f'`levels` must be uint8; got dtype {levels.dtype}.')
+  unit = levels.astype(np.float32) * np.float32(1 / 255)
+  return (unit - np.float32(0.5)) * np.float32(2) * np.float32(FLOW_BOUND)
+
+
+def mediapipe_flow(flow: np.ndarray) -> np.ndarray:
+  """TV-L1 flow [H, W, 2] as the graph stores it and the reader decodes it.
+
+  `quantize_flow`, an RGB image of (x, y, 0) through `jpeg_round_trip`, then
+  `dequantize_flow` of its first two channels.
+  """
+  levels = quantize_flow(flow)
+  image = np.concatenate([levels, np.zeros_like(levels[..., :1])], axis=-1)
+  return dequantize_flow(jpeg_round_trip(image)[..., :2])
+
+
+def check_recipe(
+    recipe_name: str, info: Optional[video.VideoInfo] = None
+) -> str:
+  """Returns `recipe_name` if it is in RECIPES and fits the video.
+
+  Args:
+    recipe_name: The name to check.
+    info: The video's `video.probe`, to check that the recipe's frames hold
+      a CROP_SIZE crop; None skips that check.
+
+  Returns:
+    `recipe_name`.
+
+  Raises:
+    ValueError: for a name not in RECIPES.
+    video.VideoError: with 'mediapipe', for a video whose frames come out
+      narrower than the crop (portrait videos taller than 8:7).
+  """
+  if recipe_name not in RECIPES:
+    raise ValueError(
+        f'`recipe_name` must be one of {RECIPES}; got {recipe_name!r}.'
+    )
+  if recipe_name == 'mediapipe' and info is not None:
+    size = mediapipe_layout(info.height, info.width).size
+    if size[1] < CROP_SIZE:
+      raise video.VideoError(
+          f'{info.path!r} is {info.width}x{info.height} (WxH); recipe '
+          f"'mediapipe' keeps the height at {MEDIAPIPE_HEIGHT}, which makes its "
+          f'frames {size[1]}x{size[0]}, narrower than the {CROP_SIZE}x'
+          f"{CROP_SIZE} crop; use recipe 'kinetics_i3d' (shorter side "
+          f'{video.RESIZE_SHORT_SIDE}) for this video.'
+      )
+  return recipe_name
+
+
+# ---------------------------------------------------------------------------
 # The whole recipe, from one decoding pass.
 
 
@@ -578,11 +890,14 @@ class Clip:
   by TV-L1 on the resized frames (with one frame of lookahead, on `workers`
   threads or processes), clipped to +-20 pixels and divided by 20, and mirrored when
   flipped. Nothing is looped here. The file is decoded once whatever the
-  streams.
+  streams. With recipe_name='mediapipe' the frames are sized by
+  `mediapipe_scale` instead, and RGB and flow go through MediaPipe's JPEG
+  storage before the crop.
 
   Attributes:
     path: The file.
     streams: The streams yielded, in VALID_STREAMS order.
+    recipe_name: One of RECIPES; the above is 'kinetics_i3d'.
     start_time: Seconds of frame 0 (frame k is at start_time + k / fps).
     times: The video time t_k of each frame yielded so far.
     source_times: The timestamp of the source frame shown, likewise.
@@ -604,6 +919,7 @@ class Clip:
       workers: Optional[int] = None,
       fps: float = video.FPS,
       flow_backend: str = DEFAULT_FLOW_BACKEND,
+      recipe_name: str = DEFAULT_RECIPE,
   ):
     """Opens the video and checks the arguments and `start`/`end`.
 
@@ -621,14 +937,20 @@ class Clip:
       workers: Processes (or threads) for TV-L1; None = os.cpu_count().
       fps: Output frame rate.
       flow_backend: TV-L1 implementation, one of FLOW_BACKENDS.
+      recipe_name: One of RECIPES: 'kinetics_i3d' (the default, above) or
+        'mediapipe': frames sized by `mediapipe_scale` instead, RGB through
+        `jpeg_round_trip` and flow through `mediapipe_flow` before the crop.
 
     Raises:
       video.VideoError: if the file is missing, empty, not a video or the
-        clip is outside it (decoding problems are raised while iterating).
+        clip is outside it (decoding problems are raised while iterating),
+        or does not fit the recipe (see `check_recipe`).
       ValueError: for a bad argument.
     """
     self.path = os.fspath(path)
     self.streams = check_streams(streams)
+    check_recipe(recipe_name)
+    self.recipe_name = recipe_name
     if crop not in VALID_CROPS:
       raise ValueError(f'`crop` must be one of {VALID_CROPS}; got {crop!r}.')
     self._workers = _resolve_workers(workers)
@@ -643,7 +965,13 @@ class Clip:
     self.frame_size: Optional[Tuple[int, int]] = None
     self.crop_offset: Optional[Tuple[int, int]] = None
     self.flipped: Optional[bool] = None
-    self._frames = video.iter_frames(self.path, start=start, end=end, fps=fps)
+    short_side = video.RESIZE_SHORT_SIDE
+    if self.recipe_name == 'mediapipe':
+      short_side = None  # mediapipe_scale sizes the source frames.
+      check_recipe(recipe_name, video.probe(self.path))
+    self._frames = video.iter_frames(
+        self.path, start=start, end=end, fps=fps, short_side=short_side
+    )
     self._iterated = False
 
   def __iter__(self) -> Iterator[Dict[str, np.ndarray]]:
@@ -671,25 +999,28 @@ class Clip:
 
   def _iterate(self) -> Iterator[Dict[str, np.ndarray]]:
     rgb = collections.deque()  # RGB inputs waiting for their flow frame.
+    mediapipe = self.recipe_name == 'mediapipe'
 
     def images() -> Iterator[np.ndarray]:
       for frame in self._frames:
+        image = mediapipe_scale(frame.image) if mediapipe else frame.image
         if self.crop_offset is None:
-          self._layout(frame.image)
+          self._layout(image)
         self.times.append(frame.time)
         self.source_times.append(frame.source_time)
         if 'rgb' in self.streams:
+          stored = jpeg_round_trip(image) if mediapipe else image
           rgb.append(
-              rgb_to_input(
-                  self._mirror(crop_at(frame.image, *self.crop_offset))
-              )
+              rgb_to_input(self._mirror(crop_at(stored, *self.crop_offset)))
           )
-        yield frame.image
+        yield image
 
     if 'flow' in self.streams:
       for flow in iter_flow(
           images(), workers=self._workers, backend=self._flow_backend
       ):
+        if mediapipe:
+          flow = mediapipe_flow(flow)
         out = {
             'flow': self._mirror(
                 flow_to_input(crop_at(flow, *self.crop_offset))
@@ -741,6 +1072,7 @@ def preprocess(
     fps: float = video.FPS,
     progress: bool = False,
     flow_backend: str = DEFAULT_FLOW_BACKEND,
+    recipe_name: str = DEFAULT_RECIPE,
 ) -> Dict[str, Any]:
   """A video file -> I3D inputs in the layout of the release's sample arrays.
 
@@ -761,6 +1093,7 @@ def preprocess(
     fps: Output frame rate.
     progress: Show a tqdm bar over the frames on stderr.
     flow_backend: TV-L1 implementation, one of FLOW_BACKENDS.
+    recipe_name: One of RECIPES; see `Clip`.
 
   Returns:
     A dict with
@@ -798,6 +1131,7 @@ def preprocess(
       workers=workers,
       fps=fps,
       flow_backend=flow_backend,
+      recipe_name=recipe_name,
   )
   info = video.probe(path)
   frames: Iterable[Dict[str, np.ndarray]] = clip

@@ -15,6 +15,7 @@ import threading
 
 from absl.testing import absltest
 from absl.testing import parameterized
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -160,6 +161,24 @@ class FlowTest(parameterized.TestCase):
     streamed.extend(stream)
     np.testing.assert_array_equal(parallel, serial)
     np.testing.assert_array_equal(np.stack(streamed), serial)
+
+  def test_worker_processes_are_kept_between_clips(self):
+    frames = testing.shifted_frames(5, 1, 0, height=24, width=32)
+    first = recipe.compute_flow(frames, workers=2, backend='opencv')
+    pool = recipe._pool
+    processes = list(pool._processes.values())
+    pids = set(pool._processes)
+    self.assertLen(pids, 2)
+    second = recipe.compute_flow(frames, workers=2, backend='opencv')
+    self.assertIs(recipe._pool, pool)
+    self.assertEqual(set(pool._processes), pids)
+    np.testing.assert_array_equal(first, second)
+    # An error while the workers are busy stops them.
+    bad = list(frames) * 3 + [np.zeros((8, 8, 3), np.uint8)]
+    with self.assertRaisesRegex(ValueError, 'must all have one size'):
+      list(recipe.iter_flow(bad, workers=2, chunk_size=2, backend='opencv'))
+    self.assertIsNone(recipe._pool)
+    self.assertFalse(any(p.is_alive() for p in processes))
 
   def test_frame_size_must_not_change(self):
     frames = [np.zeros((8, 8), np.uint8), np.zeros((8, 9), np.uint8)]
@@ -427,6 +446,171 @@ class ClipTest(testing.TempDirMixin, parameterized.TestCase):
         video.VideoError, 'Cannot read ' + re.escape(repr(path))
     ):
       recipe.Clip(path)
+
+
+class MediaPipeRecipeTest(testing.TempDirMixin, parameterized.TestCase):
+  """recipe_name='mediapipe': MediaPipe's graph and reader, step by step."""
+
+  @parameterized.named_parameters(
+      # ScaleImageCalculator's own examples: 640x320 -> 568x320 (just under
+      # 16:9), 96x480 -> 96x170 (just over 9:16); then 256 high, even width.
+      ('ultra_wide', 320, 640, (0, 36, 320, 568), (256, 454)),
+      ('ultra_tall', 480, 96, (155, 0, 170, 96), (256, 144)),
+      ('landscape_16_9', 1080, 1920, (0, 0, 1080, 1920), (256, 454)),
+      ('landscape_4_3', 240, 320, (0, 0, 240, 320), (256, 340)),
+      ('portrait_3_4', 360, 270, (0, 0, 360, 270), (256, 192)),
+      ('portrait_9_16', 1920, 1080, (0, 0, 1920, 1080), (256, 144)),
+      ('square', 100, 100, (0, 0, 100, 100), (256, 256)),
+  )
+  def test_sizing_follows_scale_image_calculator(
+      self, height, width, crop, size
+  ):
+    layout = recipe.mediapipe_layout(height, width)
+    self.assertEqual(layout.crop, crop)
+    self.assertEqual(layout.size, size)
+    image = np.zeros((height, width, 3), np.uint8)
+    self.assertEqual(recipe.mediapipe_scale(image).shape, size + (3,))
+
+  def test_shrinking_is_inter_area_of_the_centre_crop(self):
+    image = testing.moving_frames(1, 300, 640)[0]  # 2.13:1 -> 532 wide.
+    expected = cv2.resize(
+        image[:, 54:586], (452, 256), interpolation=cv2.INTER_AREA
+    )
+    np.testing.assert_array_equal(recipe.mediapipe_scale(image), expected)
+
+  def test_growing_is_in_linear_light(self):
+    image = testing.moving_frames(1, 64, 64)[0]
+    image[:, ::2] //= 4  # Fine detail: where linear and sRGB blends differ.
+    grown = recipe.mediapipe_scale(image)
+    self.assertEqual(grown.shape, (256, 256, 3))
+    # The same in float: sRGB -> linear, bicubic, linear -> sRGB.
+    x = image / 255.0
+    linear = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    linear = cv2.resize(
+        linear.astype(np.float32), (256, 256), interpolation=cv2.INTER_CUBIC
+    ).clip(0, 1)
+    srgb = np.where(
+        linear <= 0.0031308,
+        linear * 12.92,
+        1.055 * linear ** (1 / 2.4) - 0.055,
+    )
+    self.assertLessEqual(np.abs(grown - srgb * 255).max(), 1.0)
+    plain = cv2.resize(image, (256, 256), interpolation=cv2.INTER_CUBIC)
+    self.assertGreater(np.abs(grown.astype(int) - plain).max(), 10)
+    flat = np.full((60, 80, 3), 77, np.uint8)
+    np.testing.assert_array_equal(recipe.mediapipe_scale(flat), 77)
+
+  def test_flow_quantisation_step_and_bias(self):
+    step = 40 / 255
+    flow = np.linspace(-20, 20, 40001, dtype=np.float32)[:-1]
+    flow = np.stack([flow, -flow], axis=-1)
+    decoded = recipe.dequantize_flow(recipe.quantize_flow(flow))
+    error = decoded - flow
+    # Truncation: never above the flow, at most one step below it.
+    self.assertLessEqual(error.max(), 1e-5)
+    self.assertGreater(error.min(), -step - 1e-5)
+    self.assertAlmostEqual(float(error.mean()), -step / 2, delta=0.002)
+    levels = np.unique(decoded[..., 0])
+    self.assertLen(levels, 255)
+    np.testing.assert_allclose(np.diff(levels), step, atol=1e-5)
+    np.testing.assert_array_equal(
+        recipe.quantize_flow(np.array([[-35.0, 300.0]])), [[0, 255]]
+    )
+
+  def test_decoding_matches_the_tensorflow_reader(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    unit = tf.image.convert_image_dtype(levels, tf.float32)
+    np.testing.assert_array_equal(
+        recipe.dequantize_flow(levels), ((unit - 0.5) * 2 * 20.0).numpy()
+    )
+    image = testing.moving_frames(1, 40, 56)[0]
+    image[5:20, 7:30] = (255, 0, 40)  # Sharp colour edges: chroma loss.
+    _, data = cv2.imencode(
+        '.jpg',
+        cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, 100],
+    )
+    expected = tf.io.decode_jpeg(data.tobytes()).numpy()
+    got = recipe.jpeg_round_trip(image)
+    np.testing.assert_array_equal(got, expected)
+    self.assertGreater(np.abs(got.astype(int) - image).max(), 0)
+
+  def test_both_streams_go_through_it(self):
+    frames = testing.moving_frames(3, 60, 80)
+    path = testing.write_video(self.path('small.mkv'), frames, rate=25)
+    got = recipe.preprocess(
+        path, min_frames=1, workers=1, recipe_name='mediapipe'
+    )
+    self.assertEqual(got['frame_size'], (256, 340))
+    self.assertEqual(got['crop_offset'], (16, 58))
+    scaled = np.stack([recipe.mediapipe_scale(f) for f in frames])
+    crop = (slice(16, 240), slice(58, 282))
+    rgb = [recipe.jpeg_round_trip(f)[crop] for f in scaled]
+    np.testing.assert_array_equal(got['rgb'][0], recipe.rgb_to_input(rgb))
+    flow = recipe.compute_flow(scaled, workers=1)
+    expected = [recipe.mediapipe_flow(f)[crop] / 20 for f in flow]
+    np.testing.assert_array_equal(got['flow'][0], np.stack(expected))
+    # Every flow value is one of the 256 stored levels.
+    grid = recipe.dequantize_flow(np.arange(256, dtype=np.uint8)) / 20
+    self.assertTrue(np.isin(got['flow'], grid).all())
+    default = recipe.preprocess(path, streams='rgb', min_frames=1)
+    self.assertEqual(default['frame_size'], (256, 341))
+    self.assertGreater(np.abs(default['rgb'] - got['rgb']).max(), 0.05)
+
+  def test_frames_narrower_than_the_crop_are_refused(self):
+    path = testing.write_video(
+        self.path('portrait.mkv'), testing.moving_frames(2, 80, 60), rate=25
+    )
+    with self.assertRaisesRegex(
+        video.VideoError,
+        r"60x80 \(WxH\); recipe 'mediapipe' .* frames 192x256, narrower "
+        r"than the 224x224 crop; use recipe 'kinetics_i3d'",
+    ):
+      recipe.Clip(path, recipe_name='mediapipe')
+
+  def test_bad_recipe_name(self):
+    with self.assertRaisesRegex(
+        ValueError,
+        r"`recipe_name` must be one of \('kinetics_i3d', 'mediapipe'\); "
+        r"got 'mediapip'",
+    ):
+      recipe.check_recipe('mediapip')
+
+  def test_preprocess_video_flag(self):
+    source = testing.write_video(
+        self.path('cli.mkv'), testing.moving_frames(2, 60, 80), rate=25
+    )
+    result = testing.run_python(
+        [
+            'preprocess_video.py',
+            f'--video={source}',
+            f'--output_dir={self.path("out")}',
+            '--recipe=mediapipe',
+            '--streams=rgb',
+            '--nogif',
+        ]
+    )
+    self.assertEqual(result.returncode, 0, result.stderr)
+    self.assertIn(
+        'recipe: mediapipe, frames 256x340 (HxW), crop at (16, 58)',
+        result.stdout,
+    )
+
+  # Every command that preprocesses video defines the flag alike; one that
+  # loads TensorFlow and one that does not are run (each start costs seconds).
+  @parameterized.parameters('preprocess_video.py', 'classify_video.py')
+  def test_a_bad_recipe_is_a_usage_error(self, script):
+    result = testing.run_python([script, '--recipe=mediapip'])
+    self.assertEqual(result.returncode, 2, result.stderr)
+    self.assertNotIn('Traceback', result.stderr)
+    # The last line (TensorFlow may log before the flags are parsed).
+    self.assertRegex(
+        result.stderr.strip().splitlines()[-1],
+        r'--recipe.*value should be one of <kinetics_i3d\|mediapipe>.*'
+        r'--helpshort',
+    )
 
 
 if __name__ == '__main__':
