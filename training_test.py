@@ -278,20 +278,10 @@ class TrainingTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'has 2 names but the model has 3'):
       trainer.export(['a', 'b'])
 
-
-class MixedPrecisionTest(tf.test.TestCase, parameterized.TestCase):
-
-  @classmethod
-  def setUpClass(cls):
-    super().setUpClass()
-    cls.tmp = tempfile.mkdtemp(prefix='MixedPrecisionTest_')
-    cls.ckpt = os.path.join(cls.tmp, 'rgb', 'model.ckpt')
-    checkpoints.write_synthetic(cls.ckpt, 'rgb', seed=3)
-
   def test_bfloat16_step_lowers_loss_with_float32_variables(self):
     trainer = make_trainer(
         tiny_config(init_checkpoint=self.ckpt, mixed_precision='bfloat16'),
-        tempfile.mkdtemp(dir=self.tmp),
+        self.workdir(),
     )
     clips, labels = batch_at(0)
 
