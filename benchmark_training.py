@@ -6,10 +6,12 @@ and times `--iters` traced training steps after `--warmup` untimed ones, then
 times the same model's forward pass alone (is_training=False, the Sonnet
 module in a traced tf.function, as inference's 'plain' path). Reports clips/s
 of both and their ratio; the goal is a training step at most 3.5x the
-forward cost. Prints a table and writes JSON.
+forward cost. `--mixed_precision` lists the Config.mixed_precision values
+to time (float16 needs a GPU). Prints a table and writes JSON.
 
   python benchmark_training.py
   python benchmark_training.py --batches=1 --frames=16
+  python benchmark_training.py --batches=1 --mixed_precision=off,bfloat16
 """
 
 from __future__ import annotations
@@ -40,14 +42,22 @@ _FRAMES = flags.DEFINE_integer('frames', 64, 'Frames per clip.')
 _BATCHES = flags.DEFINE_list('batches', ['1', '4'], 'Batch sizes to time.')
 _WARMUP = flags.DEFINE_integer('warmup', 1, 'Untimed calls first.')
 _ITERS = flags.DEFINE_integer('iters', 2, 'Timed calls.')
+_PRECISIONS = flags.DEFINE_list(
+    'mixed_precision',
+    ['off'],
+    'Config.mixed_precision values to time: off, bfloat16, float16.',
+)
 _JSON = flags.DEFINE_string(
     'json_out',
-    os.path.join(_ROOT, 'benchmarks', 'benchmark_training_cpu.json'),
-    'Where to write the results.',
+    None,
+    'Where to write the results; benchmarks/benchmark_training_<device>.json '
+    'by default.',
 )
 
 
-def measure(batch: int, frames: int, warmup: int, iters: int) -> Dict:
+def measure(
+    batch: int, frames: int, warmup: int, iters: int, precision: str = 'off'
+) -> Dict:
   config = training_configs.Config(
       num_classes=400,
       batch_size=batch,
@@ -55,6 +65,7 @@ def measure(batch: int, frames: int, warmup: int, iters: int) -> Dict:
       steps=10**6,
       lr_boundaries=(),
       lr_values=(1e-4,),
+      mixed_precision=precision,
   )
   with tempfile.TemporaryDirectory() as workdir:
     trainer = training.Trainer(config, workdir)
@@ -70,6 +81,7 @@ def measure(batch: int, frames: int, warmup: int, iters: int) -> Dict:
   return {
       'batch': batch,
       'frames': frames,
+      'mixed_precision': precision,
       'train_step_s': step_s,
       'forward_s': forward_s,
       'train_clips_per_s': batch / step_s,
@@ -84,11 +96,17 @@ def main(argv: Sequence[str]) -> int:
   inference.configure_threads()
   load_before = os.getloadavg()
   rows: List[Dict] = []
-  for batch in (int(b) for b in _BATCHES.value):
-    rows.append(measure(batch, _FRAMES.value, _WARMUP.value, _ITERS.value))
+  gpus = tf.config.list_physical_devices('GPU')
+  device = 'gpu' if gpus else 'cpu'
+  for batch, precision in (
+      (int(b), p) for b in _BATCHES.value for p in _PRECISIONS.value
+  ):
+    rows.append(
+        measure(batch, _FRAMES.value, _WARMUP.value, _ITERS.value, precision)
+    )
     r = rows[-1]
     print(
-        f'batch {r["batch"]}: train {r["train_clips_per_s"]:.3f} clips/s '
+        f'batch {r["batch"]} {precision}: train {r["train_clips_per_s"]:.3f} clips/s '
         f'({r["train_step_s"]:.2f} s/step), forward '
         f'{r["forward_clips_per_s"]:.3f} clips/s ({r["forward_s"]:.2f} s), '
         f'ratio {r["ratio"]:.2f}, peak RSS {r["peak_rss_mb"]:.0f} MB',
@@ -96,23 +114,33 @@ def main(argv: Sequence[str]) -> int:
     )
   out = {
       'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
-      'device': 'cpu',
+      'device': device,
+      'gpu': [d.name for d in gpus],
       'cpus': os.cpu_count(),
       'command': 'python benchmark_training.py '
       f'--frames={_FRAMES.value} '
       f'--batches={",".join(_BATCHES.value)} '
+      f'--mixed_precision={",".join(_PRECISIONS.value)} '
       f'--warmup={_WARMUP.value} --iters={_ITERS.value}',
       'load_before': load_before,
       'load_after': os.getloadavg(),
       'goal_ratio': 3.5,
       'results': rows,
   }
-  fileio.write_json(_JSON.value, out)
-  print('| batch | train clips/s | forward clips/s | train/forward |')
-  print('|---|---|---|---|')
+  fileio.write_json(
+      _JSON.value
+      or os.path.join(_ROOT, 'benchmarks', f'benchmark_training_{device}.json'),
+      out,
+  )
+  print(
+      '| batch | mixed precision | train clips/s | forward clips/s '
+      '| train/forward |'
+  )
+  print('|---|---|---|---|---|')
   for r in rows:
     print(
-        f'| {r["batch"]} | {r["train_clips_per_s"]:.3f} | '
+        f'| {r["batch"]} | {r["mixed_precision"]} | '
+        f'{r["train_clips_per_s"]:.3f} | '
         f'{r["forward_clips_per_s"]:.3f} | {r["ratio"]:.2f} |'
     )
   print(f'load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}')

@@ -654,7 +654,10 @@ def assign_synthetic(
 
 
 def load_model(
-    prefix: str, final_endpoint: str = 'Logits', layout: Optional[str] = None
+    prefix: str,
+    final_endpoint: str = 'Logits',
+    layout: Optional[str] = None,
+    compute_dtype: Optional[tf.DType] = None,
 ) -> i3d.InceptionI3d:
   """Builds an InceptionI3d shaped like a checkpoint and restores it.
 
@@ -664,6 +667,7 @@ def load_model(
     prefix: checkpoint prefix, e.g. 'data/checkpoints/rgb_imagenet/model.ckpt'.
     final_endpoint: the last endpoint the model computes.
     layout: one of LAYOUTS; detected from the tensor names when None.
+    compute_dtype: the model's mixed-precision compute dtype (None: float32).
 
   Raises:
     CheckpointError: the checkpoint is missing, unreadable or inconsistent.
@@ -675,7 +679,9 @@ def load_model(
   logits_w = shapes.get(lay.prefix + i3d.LOGITS_UNIT + '/conv_3d/w')
   num_classes = logits_w[-1] if logits_w else lay.num_classes
   model = i3d.InceptionI3d(
-      num_classes=num_classes, final_endpoint=final_endpoint
+      num_classes=num_classes,
+      final_endpoint=final_endpoint,
+      compute_dtype=compute_dtype,
   )
   restore(model, prefix, layout)
   return model

@@ -200,6 +200,10 @@ def release_batch_norm(
   )
 
 
+# Mixed-precision compute dtypes of InceptionI3d (None: float32 throughout).
+COMPUTE_DTYPES = (None, tf.bfloat16, tf.float16)
+
+
 class Unit3D(snt.Module):
   """Conv3D ('SAME', no bias) -> Sonnet-1-style BatchNorm -> activation."""
 
@@ -212,8 +216,26 @@ class Unit3D(snt.Module):
       use_batch_norm: bool = True,
       use_bias: bool = False,
       name: str = 'unit_3d',
+      compute_dtype: Optional[tf.DType] = None,
   ):
+    """Builds the unit.
+
+    Args:
+      output_channels: channels of the convolution.
+      kernel_shape: [T, H, W] of the kernel.
+      stride: [T, H, W] of the stride.
+      activation_fn: applied last, or None.
+      use_batch_norm: whether a BatchNorm follows the convolution.
+      use_bias: whether the convolution has a bias.
+      name: the release's unit name.
+      compute_dtype: mixed precision: the convolution runs in this dtype
+        (tf.bfloat16 or tf.float16) on float32 weights cast on the fly, the
+        BatchNorm and activation in float32, and the output is cast back to
+        it (to float32 for a unit without BatchNorm, the Logits layer). None
+        computes everything in the input's dtype.
+    """
     super().__init__(name=name)
+    self.compute_dtype = compute_dtype
     self.output_channels = output_channels
     self.kernel_shape = tuple(kernel_shape)
     self.stride = tuple(stride)
@@ -245,20 +267,43 @@ class Unit3D(snt.Module):
     Returns:
       The unit's output.
     """
-    if padding == 'SAME':
-      net = self.conv_3d(inputs)
+    dtype = self.compute_dtype
+    if (
+        dtype == tf.bfloat16
+        and padding == 'SAME'
+        and inputs.shape[1] is not None
+        and inputs.shape[1] < self.kernel_shape[0]
+    ):
+      # TensorFlow's oneDNN bfloat16 Conv3DBackpropFilter returns NaNs now
+      # and then when the time padding exceeds the input (seen for 2 frames
+      # under a 3-frame kernel, as Mixed_5b/5c of a 9-16 frame clip), so
+      # such a unit computes in float32.
+      dtype = tf.float32
+    if padding == 'SAME' and (dtype is None or not hasattr(self.conv_3d, 'w')):
+      # Sonnet's Conv3D creates float32 weights on its first call.
+      net = self.conv_3d(
+          inputs if dtype is None else tf.cast(inputs, tf.float32)
+      )
     else:
+      dtype = dtype or inputs.dtype
       net = tf.nn.conv3d(
-          inputs, self.conv_3d.w, [1, *self.stride, 1], padding=padding
+          tf.cast(inputs, dtype),
+          tf.cast(self.conv_3d.w, dtype),
+          [1, *self.stride, 1],
+          padding=padding,
       )
       if self.use_bias:
-        net = tf.nn.bias_add(net, self.conv_3d.b)
+        net = tf.nn.bias_add(net, tf.cast(self.conv_3d.b, dtype))
+    if self.compute_dtype is not None:
+      net = tf.cast(net, tf.float32)
     if self.batch_norm is not None:
       net = self.batch_norm(
           net, is_training=is_training, test_local_stats=False
       )
     if self.activation_fn is not None:
       net = self.activation_fn(net)
+    if self.compute_dtype is not None and self.batch_norm is not None:
+      net = tf.cast(net, self.compute_dtype)
     return net
 
 
@@ -538,6 +583,7 @@ class InceptionI3d(snt.Module):
       spatial_squeeze: bool = True,
       final_endpoint: str = 'Logits',
       name: str = 'inception_i3d',
+      compute_dtype: Optional[tf.DType] = None,
   ):
     """Builds the submodules up to `final_endpoint`.
 
@@ -546,14 +592,24 @@ class InceptionI3d(snt.Module):
       spatial_squeeze: Whether to squeeze the spatial dims of the logits.
       final_endpoint: The last endpoint to compute; one of VALID_ENDPOINTS.
       name: Module name; 'inception_i3d' matches the release.
+      compute_dtype: mixed precision: tf.bfloat16 or tf.float16 runs every
+        convolution, pool and trunk endpoint in that dtype, while the
+        variables, BatchNorm (statistics included), the logits and the
+        predictions stay float32 (see Unit3D). None: all float32.
 
     Raises:
-      ValueError: if `final_endpoint` or `num_classes` is not valid.
+      ValueError: if `final_endpoint`, `num_classes` or `compute_dtype` is
+        not valid.
     """
     _check_endpoint('final_endpoint', final_endpoint)
     if not isinstance(num_classes, int) or num_classes < 1:
       raise ValueError(
           f'`num_classes` must be a positive int; got {num_classes!r}.'
+      )
+    if compute_dtype not in COMPUTE_DTYPES:
+      raise ValueError(
+          f'`compute_dtype` must be one of '
+          f'{", ".join(str(d) for d in COMPUTE_DTYPES)}; got {compute_dtype!r}.'
       )
     super().__init__(name=name)
     self.num_classes = num_classes
@@ -582,6 +638,9 @@ class InceptionI3d(snt.Module):
             name='Conv3d_0c_1x1',
         )
       self.units[LOGITS_UNIT] = self.logits_unit
+    self.compute_dtype = compute_dtype
+    for unit in self.units.values():
+      unit.compute_dtype = compute_dtype
 
   def _check_inputs(
       self, inputs: tf.Tensor, dropout_keep_prob: Union[float, tf.Tensor]
@@ -653,7 +712,8 @@ class InceptionI3d(snt.Module):
     """Runs the network on `inputs` up to `final_endpoint`.
 
     Args:
-      inputs: float32 [batch, frames, height, width, channels] in [-1, 1].
+      inputs: float32 [batch, frames, height, width, channels] in [-1, 1];
+        cast to compute_dtype when that is set.
       is_training: Whether BatchNorm uses batch statistics and updates its
         moving averages (True) or uses the moving averages (False).
       dropout_keep_prob: Keep probability of the dropout before the logits.
@@ -672,6 +732,8 @@ class InceptionI3d(snt.Module):
     checks = self._dynamic_size_check(inputs)
     with tf.control_dependencies(checks):
       net = tf.identity(inputs)
+    if self.compute_dtype is not None:
+      net = tf.cast(net, self.compute_dtype)
     if self.in_channels is None:
       self.in_channels = inputs.shape[-1]
     units = ModuleUnits(self.units, is_training)

@@ -21,6 +21,9 @@ The model, optimiser and checkpoints are the paper's and the release's:
     w <- w - lr a) and weight decay as TF-slim's l2_regularizer added to the
     loss: weight_decay * sum(||w||^2) / 2 over the convolution kernels.
   * Piecewise-constant learning rate (training_configs).
+  * Mixed precision (Config.mixed_precision): the convolutions in bfloat16
+    or float16, the variables, BatchNorm, logits and loss in float32
+    (i3d.InceptionI3d compute_dtype); float16 with DynamicLossScale.
 
 Distribution: a Trainer runs on one device, on tf.distribute's
 MirroredStrategy (all local devices) or MultiWorkerMirroredStrategy (several
@@ -126,11 +129,89 @@ def _replica_local_creator(next_creator, **kwargs) -> tf.Variable:
   return next_creator(**kwargs)
 
 
+_COMPUTE_DTYPES = {'off': None, 'bfloat16': tf.bfloat16, 'float16': tf.float16}
+
+
+def compute_dtype(mixed_precision: str) -> Optional[tf.DType]:
+  """The i3d compute dtype of a Config.mixed_precision value.
+
+  Raises:
+    ValueError: an unknown value, or float16 on a machine without a GPU:
+      TensorFlow has no CPU float16 kernel for MaxPool3D, and runs CPU
+      float16 convolutions through a slow generic fallback.
+  """
+  if mixed_precision not in _COMPUTE_DTYPES:
+    raise ValueError(
+        f'Unknown `mixed_precision` {mixed_precision!r}; valid values are '
+        f'{", ".join(_COMPUTE_DTYPES)}.'
+    )
+  if mixed_precision == 'float16' and not tf.config.list_physical_devices(
+      'GPU'
+  ):
+    raise ValueError(
+        "`mixed_precision` 'float16' needs a GPU, and none is visible: "
+        "TensorFlow has no CPU float16 kernel for MaxPool3D; use 'bfloat16' "
+        'on CPUs.'
+    )
+  return _COMPUTE_DTYPES[mixed_precision]
+
+
+class DynamicLossScale:
+  """Dynamic loss scaling for float16 training.
+
+  The loss is multiplied by `scale` before the gradients are taken, so small
+  float16 gradients do not flush to zero, and the gradients are divided by
+  it again. A step whose gradients overflow (inf or NaN) is skipped and
+  halves the scale; `period` finite steps in a row double it (the scheme of
+  tf.keras.mixed_precision.LossScaleOptimizer). The state is checkpointed
+  with the run, so a resumed run continues with the same scale.
+  """
+
+  def __init__(self, initial: float = 2.0**15, period: int = 2000):
+    self.scale = tf.Variable(
+        initial, dtype=tf.float32, trainable=False, name='loss_scale'
+    )
+    self.good_steps = tf.Variable(
+        0, dtype=tf.int64, trainable=False, name='loss_scale_good_steps'
+    )
+    self.period = period
+
+  def unscale(self, grads) -> Tuple[List[tf.Tensor], tf.Tensor]:
+    """(grads / scale, whether every one of them is finite)."""
+    grads = [g / self.scale for g in grads]
+    finite = tf.reduce_all(
+        tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+    )
+    return grads, finite
+
+  def update(self, finite: tf.Tensor) -> None:
+    """Halves the scale after an overflow; doubles it every `period` steps."""
+    grow = tf.logical_and(finite, self.good_steps + 1 >= self.period)
+    self.scale.assign(
+        tf.where(
+            finite,
+            tf.where(grow, self.scale * 2.0, self.scale),
+            self.scale / 2.0,
+        )
+    )
+    self.good_steps.assign(
+        tf.where(
+            tf.logical_and(finite, tf.logical_not(grow)),
+            self.good_steps + 1,
+            tf.constant(0, tf.int64),
+        )
+    )
+
+
 def build_model(
-    num_classes: int, cross_replica_bn: bool = False
+    num_classes: int,
+    cross_replica_bn: bool = False,
+    dtype: Optional[tf.DType] = None,
 ) -> i3d.InceptionI3d:
-  """An InceptionI3d up to Logits, optionally with cross-replica BatchNorm."""
-  model = i3d.InceptionI3d(num_classes=num_classes, final_endpoint='Logits')
+  """An InceptionI3d up to Logits: cross-replica BatchNorm, compute dtype."""
+  model = i3d.InceptionI3d(
+      num_classes=num_classes, final_endpoint='Logits', compute_dtype=dtype
+  )
   if cross_replica_bn:
     for unit in model.units.values():
       if unit.batch_norm is None:
@@ -304,8 +385,11 @@ class Trainer:
           f'{replicas} replicas.'
       )
     tf.random.set_seed(config.seed)
+    dtype = compute_dtype(config.mixed_precision)
     with variable_scope(self.strategy):
-      self.model = build_model(config.num_classes, config.cross_replica_bn)
+      self.model = build_model(
+          config.num_classes, config.cross_replica_bn, dtype
+      )
       if config.cross_replica_bn:
         # CrossReplicaBatchNorm may only be called in a replica context.
         channels = assets.STREAM_CHANNELS[config.stream]
@@ -324,9 +408,12 @@ class Trainer:
             for v in self.variables
         ]
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
-    self.checkpoint = tf.train.Checkpoint(
-        model=self.model, slots=self.slots, step=self.step
-    )
+      self.loss_scale = DynamicLossScale() if dtype == tf.float16 else None
+    state = dict(model=self.model, slots=self.slots, step=self.step)
+    if self.loss_scale is not None:
+      state['loss_scale'] = self.loss_scale.scale
+      state['loss_scale_good_steps'] = self.loss_scale.good_steps
+    self.checkpoint = tf.train.Checkpoint(**state)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint,
         os.path.join(workdir, CHECKPOINT_SUBDIR),
@@ -353,7 +440,7 @@ class Trainer:
     with tf.GradientTape() as tape:
       logits, _ = self.model(
           clips,
-          is_training=config.mode == 'full',
+          is_training=config.mode == 'full' and not config.freeze_bn,
           dropout_keep_prob=config.dropout_keep_prob,
           dropout_seed=seed,
       )
@@ -363,12 +450,24 @@ class Trainer:
           tf.reduce_sum(xent) / config.batch_size
           + weight_decay_loss(self.variables, config.weight_decay) / replicas
       )
-    grads = tape.gradient(loss, self.variables)
+      scaled = loss
+      if self.loss_scale is not None:
+        scaled = loss * self.loss_scale.scale
+    grads = tape.gradient(scaled, self.variables)
     grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
     lr = learning_rate(step, config.lr_boundaries, config.lr_values)
-    for grad, var, slot in zip(grads, self.variables, self.slots):
-      slot.assign(config.momentum * slot + grad)
-      var.assign_sub(lr * slot)
+    if self.loss_scale is None:
+      for grad, var, slot in zip(grads, self.variables, self.slots):
+        slot.assign(config.momentum * slot + grad)
+        var.assign_sub(lr * slot)
+    else:
+      grads, finite = self.loss_scale.unscale(grads)
+      for grad, var, slot in zip(grads, self.variables, self.slots):
+        # An overflowing step leaves every variable and slot as it was.
+        new_slot = tf.where(finite, config.momentum * slot + grad, slot)
+        slot.assign(new_slot)
+        var.assign_sub(tf.where(finite, lr * new_slot, tf.zeros_like(var)))
+      self.loss_scale.update(finite)
     correct = tf.reduce_sum(
         tf.cast(
             tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),

@@ -21,6 +21,7 @@ from typing import Callable, Dict, Sequence, Tuple
 MODES = ('full', 'fixed')
 STREAMS = ('rgb', 'flow')
 STRATEGIES = ('default', 'mirrored', 'multi_worker')
+MIXED_PRECISIONS = ('off', 'bfloat16', 'float16')
 
 
 @dataclasses.dataclass
@@ -45,6 +46,13 @@ class Config:
     momentum: SGD momentum.
     weight_decay: scale of the L2 term, `weight_decay * sum(||w||^2) / 2` over
       the convolution kernels (TF-slim's l2_regularizer).
+    freeze_bn: in 'full' mode, run BatchNorm in test mode: it normalises
+      with the restored moving statistics and leaves them unchanged, while
+      every weight and BatchNorm offset still trains. For fine-tuning with
+      small batches for few steps: batch statistics of a few clips are
+      noisy, and moving averages of decay 0.999 follow new data only over
+      thousands of steps, so the test-time statistics would not be the ones
+      the trunk was trained with. Off by default (the paper's recipe).
     dropout_keep_prob: keep probability of the dropout before the logits.
     flip: random whole-clip left-right flips (negating flow's x channel), as
       in the paper. Turn them off for classes that are mirror images of each
@@ -54,6 +62,11 @@ class Config:
       'multi_worker' (MultiWorkerMirroredStrategy from TF_CONFIG).
     cross_replica_bn: BatchNorm statistics over the global batch rather than
       per replica (the original used per-replica statistics).
+    mixed_precision: 'off' (float32), 'bfloat16' or 'float16': the dtype
+      the convolutions and pools compute in, with the variables, BatchNorm,
+      the logits and the loss in float32 (i3d.InceptionI3d compute_dtype).
+      float16 adds dynamic loss scaling and needs a GPU; bfloat16 also runs
+      on CPUs (fast with AVX512_BF16 or AMX).
     checkpoint_every: steps between checkpoints (one is also written at exit).
     keep_checkpoints: how many training checkpoints to keep.
     log_every: steps between TensorBoard/log lines.
@@ -79,10 +92,12 @@ class Config:
   lr_values: Tuple[float, ...] = (0.1, 0.01, 0.001)
   momentum: float = 0.9
   weight_decay: float = 1e-7
+  freeze_bn: bool = False
   dropout_keep_prob: float = 0.5
   flip: bool = True
   strategy: str = 'default'
   cross_replica_bn: bool = False
+  mixed_precision: str = 'off'
   checkpoint_every: int = 1000
   keep_checkpoints: int = 3
   log_every: int = 20
@@ -103,6 +118,7 @@ def check(config: Config) -> None:
       ('mode', MODES),
       ('stream', STREAMS),
       ('strategy', STRATEGIES),
+      ('mixed_precision', MIXED_PRECISIONS),
   ):
     value = getattr(config, name)
     if value not in valid:
