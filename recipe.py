@@ -85,7 +85,6 @@ import cv2
 import numba
 import numpy as np
 from PIL import Image
-import simplejpeg
 import tqdm
 
 import assets
@@ -795,6 +794,8 @@ def jpeg_round_trip(image: np.ndarray) -> np.ndarray:
   )
   if not ok:
     raise ValueError(f'OpenCV could not encode a JPEG of shape {image.shape}.')
+  import simplejpeg  # pylint: disable=g-import-not-at-top  # Only this recipe.
+
   return simplejpeg.decode_jpeg(
       data.tobytes(), colorspace='RGB', fastdct=True, fastupsample=False
   )
