@@ -41,7 +41,7 @@ channel 0 is x.
 import contextlib
 import math
 import threading
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import cv2
 import numba
@@ -745,11 +745,20 @@ def flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
   Raises:
     ValueError: for other dtypes, ranks or unequal shapes.
   """
+  return flow_with(solve, first, second)
+
+
+def flow_with(
+    solver: Callable[[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray]],
+    first: np.ndarray,
+    second: np.ndarray,
+) -> np.ndarray:
+  """`flow` through `solver` (a `solve`): [N, H, W] or one [H, W] pair."""
   single = np.ndim(first) == 2
   if single:
     first = np.asarray(first)[np.newaxis]
     second = np.asarray(second)[np.newaxis]
-  out, _ = solve(first, second)
+  out, _ = solver(first, second)
   return out[0] if single else out
 
 

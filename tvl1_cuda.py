@@ -581,9 +581,4 @@ def _solve_batch(first, second, threads):
 
 def flow(first: np.ndarray, second: np.ndarray) -> np.ndarray:
   """tvl1.flow on the GPU: float32 [N, H, W, 2] (or [H, W, 2]) in pixels."""
-  single = np.ndim(first) == 2
-  if single:
-    first = np.asarray(first)[np.newaxis]
-    second = np.asarray(second)[np.newaxis]
-  out, _ = solve(first, second)
-  return out[0] if single else out
+  return tvl1.flow_with(solve, first, second)
