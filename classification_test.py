@@ -127,8 +127,8 @@ class ClipLogitsTest(
     with mock.patch.object(classification.tqdm, 'tqdm', Bar):
       result = classification.clip_logits(predictors, self.video, progress=True)
     self.assertTrue(result.streamed)
-    self.assertEqual(ran, {'rgb': 42, 'flow': 42})
-    self.assertEqual(shown[-1][0], 42)
+    self.assertEqual(ran, {'rgb': _FRAMES, 'flow': _FRAMES})
+    self.assertEqual(shown[-1][0], _FRAMES)
     for count, done in shown:
       self.assertLessEqual(count, done)
 
