@@ -41,11 +41,11 @@ from absl import flags
 
 import assets
 import checkpoints
+import cli
 import features
 import fileio
 import i3d
 import inference
-import recipe
 import synthetic_videos
 import video
 
@@ -100,22 +100,7 @@ _CHECKPOINT_DIR = flags.DEFINE_string(
     'Folder of release checkpoints as <name>/model.ckpt.*; default: write '
     'synthetic ones to a temporary folder.',
 )
-_FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers',
-    None,
-    'TV-L1 workers: threads (numba) or processes (opencv); default: all cores.',
-    lower_bound=1,
-)
-_FLOW_BACKEND = flags.DEFINE_enum(
-    'flow_backend',
-    recipe.DEFAULT_FLOW_BACKEND,
-    recipe.FLOW_BACKENDS,
-    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
-    'opencv (OpenCV DualTVL1, processes).',
-)
-_RECIPE = flags.DEFINE_enum(
-    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
-)
+_FLOW = cli.define_flow_flags()
 _SERIAL = flags.DEFINE_boolean(
     'serial',
     True,
@@ -189,9 +174,9 @@ def main(argv: Sequence[str]) -> None:
         window=_WINDOW.value,
         stride=_STRIDE.value,
         batch_size=_BATCH_SIZE.value,
-        flow_workers=_FLOW_WORKERS.value,
-        flow_backend=_FLOW_BACKEND.value,
-        recipe_name=_RECIPE.value,
+        flow_workers=_FLOW.workers.value,
+        flow_backend=_FLOW.backend.value,
+        recipe_name=_FLOW.recipe.value,
     )
     load_s = time.perf_counter() - begin
 
@@ -250,9 +235,9 @@ def main(argv: Sequence[str]) -> None:
           'checkpoints': 'synthetic'
           if _CHECKPOINT_DIR.value is None
           else _CHECKPOINT_DIR.value,
-          'flow_workers': _FLOW_WORKERS.value,
-          'flow_backend': _FLOW_BACKEND.value,
-          'recipe': _RECIPE.value,
+          'flow_workers': _FLOW.workers.value,
+          'flow_backend': _FLOW.backend.value,
+          'recipe': _FLOW.recipe.value,
       },
       'frames_at_25_fps': frames,
       'windows': windows,

@@ -153,22 +153,7 @@ _PROGRESS = flags.DEFINE_boolean(
     'Show a progress bar over the frames of a long clip '
     '(longer than --chunk_frames) on stderr.',
 )
-_FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers',
-    None,
-    'TV-L1 workers: threads (numba) or processes (opencv); default: all cores.',
-    lower_bound=1,
-)
-_FLOW_BACKEND = flags.DEFINE_enum(
-    'flow_backend',
-    recipe.DEFAULT_FLOW_BACKEND,
-    recipe.FLOW_BACKENDS,
-    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
-    'opencv (OpenCV DualTVL1, processes).',
-)
-_RECIPE = flags.DEFINE_enum(
-    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
-)
+_FLOW = cli.define_flow_flags()
 
 
 def _hint(error: Exception) -> str:
@@ -221,9 +206,9 @@ def main(argv: Sequence[str]) -> int:
         start=_START.value,
         end=_END.value,
         chunk_frames=_CHUNK_FRAMES.value,
-        workers=_FLOW_WORKERS.value,
-        flow_backend=_FLOW_BACKEND.value,
-        recipe_name=_RECIPE.value,
+        workers=_FLOW.workers.value,
+        flow_backend=_FLOW.backend.value,
+        recipe_name=_FLOW.recipe.value,
         progress=_PROGRESS.value,
         checkpoint_overrides={
             'rgb': _RGB_CHECKPOINT.value,

@@ -23,6 +23,7 @@ Usage, in a verb-named script:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import multiprocessing
 import os
@@ -177,3 +178,53 @@ def warn_if_synthetic(*paths: Optional[str]) -> bool:
       file=sys.stderr,
   )
   return True
+
+
+# Flags this module defines for a command belong to that command: its
+# --helpshort lists them.
+flags.disclaim_key_flags()
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowFlags:
+  """The flags of every command that preprocesses video for the flow stream."""
+
+  workers: flags.FlagHolder
+  backend: flags.FlagHolder
+  recipe: flags.FlagHolder
+
+
+def define_flow_flags() -> FlowFlags:
+  """Defines --flow_workers, --flow_backend and --recipe, one way everywhere."""
+  import recipe  # pylint: disable=g-import-not-at-top  # Only these commands.
+
+  def usable(backend: str) -> bool:
+    # At parsing, before any work: e.g. 'cuda' needs a GPU.
+    try:
+      recipe.check_backend(backend)
+    except ValueError as e:
+      raise flags.ValidationError(str(e)) from None
+    return True
+
+  holders = FlowFlags(
+      workers=flags.DEFINE_integer(
+          'flow_workers',
+          None,
+          'TV-L1 workers: threads (numba) or processes (opencv); default: '
+          'all cores.',
+          lower_bound=1,
+      ),
+      backend=flags.DEFINE_enum(
+          'flow_backend',
+          recipe.DEFAULT_FLOW_BACKEND,
+          recipe.FLOW_BACKENDS,
+          'TV-L1 implementation, the same flow: numba (tvl1.py, threads), '
+          'opencv (OpenCV DualTVL1, processes) or cuda (tvl1_cuda.py, an '
+          'NVIDIA GPU).',
+      ),
+      recipe=flags.DEFINE_enum(
+          'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
+      ),
+  )
+  flags.register_validator('flow_backend', usable)
+  return holders

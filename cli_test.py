@@ -28,6 +28,7 @@ import checkpoints
 import cli
 import features
 import testing
+import tvl1_cuda
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 # The environment of a new user: TensorFlow's start-up must be quiet in it.
@@ -373,6 +374,7 @@ class SmallCommandsTest(CommandTestCase):
         'proc': [video, '--output_dir=/proc/x'],
         'file': [video, f'--output_dir={cls.a_file}'],
         'default': [video, '--streams=rgb', '--nogif', '--noprogress'],
+        'cuda': [video, '--flow_backend=cuda', f'--output_dir={cls.path("g")}'],
     }
     cls.preprocess = dict(
         zip(
@@ -422,6 +424,17 @@ class SmallCommandsTest(CommandTestCase):
 
   def test_preprocess_unwritable_output_dir(self):
     self.assert_error(self.preprocess['proc'], 'preprocess_video', r"'/proc/x'")
+
+  def test_preprocess_cuda_backend_without_a_gpu(self):
+    if tvl1_cuda.available():
+      self.skipTest('a CUDA GPU is available here')
+    self.assert_error(
+        self.preprocess['cuda'],
+        'preprocess_video',
+        r'--flow_backend=cuda: .*cannot run here: .*use backend numba',
+        code=2,
+    )
+    self.assertFalse(os.path.exists(self.path('g')))
 
   def test_preprocess_output_dir_is_a_file(self):
     self.assert_error(

@@ -155,22 +155,7 @@ _CHUNK_FRAMES = flags.DEFINE_integer(
     'Frames per chunk when streaming a long video (a multiple of 8).',
     lower_bound=8,
 )
-_FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers',
-    None,
-    'TV-L1 workers: threads (numba) or processes (opencv); default: all cores.',
-    lower_bound=1,
-)
-_FLOW_BACKEND = flags.DEFINE_enum(
-    'flow_backend',
-    recipe.DEFAULT_FLOW_BACKEND,
-    recipe.FLOW_BACKENDS,
-    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
-    'opencv (OpenCV DualTVL1, processes).',
-)
-_RECIPE = flags.DEFINE_enum(
-    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
-)
+_FLOW = cli.define_flow_flags()
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the videos on stderr.'
 )
@@ -281,9 +266,9 @@ def main(argv: Sequence[str]) -> int:
         _OUTPUT_DIR.value,
         settings,
         clip_frames=_CLIP_FRAMES.value,
-        workers=_FLOW_WORKERS.value,
-        flow_backend=_FLOW_BACKEND.value,
-        recipe_name=_RECIPE.value,
+        workers=_FLOW.workers.value,
+        flow_backend=_FLOW.backend.value,
+        recipe_name=_FLOW.recipe.value,
         progress=_PROGRESS.value,
     )
   except (

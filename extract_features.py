@@ -53,7 +53,6 @@ import features
 import fileio
 import i3d
 import inference
-import recipe
 
 _ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -119,22 +118,7 @@ _RGB_CHECKPOINT = flags.DEFINE_string(
 _FLOW_CHECKPOINT = flags.DEFINE_string(
     'flow_checkpoint', '', assets.CHECKPOINT_OVERRIDE_HELP['flow']
 )
-_FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers',
-    None,
-    'TV-L1 workers: threads (numba) or processes (opencv); default: all cores.',
-    lower_bound=1,
-)
-_FLOW_BACKEND = flags.DEFINE_enum(
-    'flow_backend',
-    recipe.DEFAULT_FLOW_BACKEND,
-    recipe.FLOW_BACKENDS,
-    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
-    'opencv (OpenCV DualTVL1, processes).',
-)
-_RECIPE = flags.DEFINE_enum(
-    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
-)
+_FLOW = cli.define_flow_flags()
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the videos on stderr.'
 )
@@ -191,9 +175,9 @@ def main(argv: Sequence[str]) -> int:
         window=_WINDOW.value,
         stride=_STRIDE.value,
         batch_size=_BATCH_SIZE.value,
-        flow_workers=_FLOW_WORKERS.value,
-        flow_backend=_FLOW_BACKEND.value,
-        recipe_name=_RECIPE.value,
+        flow_workers=_FLOW.workers.value,
+        flow_backend=_FLOW.backend.value,
+        recipe_name=_FLOW.recipe.value,
     )
   except checkpoints.CheckpointError as e:
     print(f'extract_features: error: {e}', file=sys.stderr)

@@ -69,22 +69,7 @@ _FLIP = flags.DEFINE_bool(
 _SEED = flags.DEFINE_integer(
     'seed', None, 'Seed for --crop=random and --flip; default: fresh entropy.'
 )
-_FLOW_WORKERS = flags.DEFINE_integer(
-    'flow_workers',
-    None,
-    'TV-L1 workers: threads (numba) or processes (opencv); default: all cores.',
-    lower_bound=1,
-)
-_FLOW_BACKEND = flags.DEFINE_enum(
-    'flow_backend',
-    recipe.DEFAULT_FLOW_BACKEND,
-    recipe.FLOW_BACKENDS,
-    'TV-L1 implementation, the same flow: numba (tvl1.py, threads) or '
-    'opencv (OpenCV DualTVL1, processes).',
-)
-_RECIPE = flags.DEFINE_enum(
-    'recipe', recipe.DEFAULT_RECIPE, recipe.RECIPES, recipe.RECIPE_HELP
-)
+_FLOW = cli.define_flow_flags()
 _PROGRESS = flags.DEFINE_boolean(
     'progress', True, 'Show a progress bar over the frames on stderr.'
 )
@@ -113,9 +98,9 @@ def main(argv: Sequence[str]) -> None:
         crop=_CROP.value,
         rng=_SEED.value,
         flip=_FLIP.value,
-        workers=_FLOW_WORKERS.value,
-        flow_backend=_FLOW_BACKEND.value,
-        recipe_name=_RECIPE.value,
+        workers=_FLOW.workers.value,
+        flow_backend=_FLOW.backend.value,
+        recipe_name=_FLOW.recipe.value,
         progress=_PROGRESS.value,
     )
   except video.VideoError as e:
@@ -136,7 +121,7 @@ def main(argv: Sequence[str]) -> None:
   )
   height, width = inputs['frame_size']
   print(
-      f'recipe: {_RECIPE.value}, frames {height}x{width} (HxW), crop at '
+      f'recipe: {_FLOW.recipe.value}, frames {height}x{width} (HxW), crop at '
       f'{tuple(inputs["crop_offset"])}'
   )
   if inputs['looped']:
