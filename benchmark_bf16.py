@@ -13,7 +13,7 @@ The clip is `--video` (a float32 .npy of [1, T, 224, 224, 3] in [-1, 1], e.g.
 the release's cricket sample, see the README's "Real-weight figures"), or a
 random one of `--frames` frames. Run it alone on the machine:
 
-  flock /work/bench.lock python benchmark_bf16.py \
+  python benchmark_bf16.py \
       --checkpoint=data/checkpoints/rgb_scratch/model.ckpt \
       --video=/tmp/cricket_rgb.npy --json_out=benchmarks/benchmark_bf16.json
 """

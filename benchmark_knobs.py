@@ -12,7 +12,7 @@ knob is faster).
 
 Run it alone on the machine, e.g. under a lock:
 
-  flock /work/bench.lock python benchmark_knobs.py --repeats=2 \
+  python benchmark_knobs.py --repeats=2 \
       --json_out=benchmarks/benchmark_knobs_amd_epyc.json
 
 Knobs (KNOBS): intra-op threads of cores - 1 and 1 (the default is every

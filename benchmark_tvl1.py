@@ -33,9 +33,9 @@ quality 100), against the float flow, per flow pixel and channel.
 Other processes skew the figures; the load average is recorded. Run it
 alone:
 
-  flock /work/bench.lock python benchmark_tvl1.py \
+  python benchmark_tvl1.py \
       --json_out=benchmarks/benchmark_tvl1_cpu.json
-  flock /work/bench.lock python benchmark_tvl1.py --footage=street \
+  python benchmark_tvl1.py --footage=street \
       --pairs=3 --json_out=benchmarks/benchmark_tvl1_street_cpu.json
   python benchmark_tvl1.py --footage=mediapipe \
       --json_out=benchmarks/benchmark_tvl1_mediapipe_storage.json

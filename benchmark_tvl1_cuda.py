@@ -9,8 +9,9 @@ For each frame size and kind of motion it generates --distinct frame pairs
   * checks the first --opencv_pairs pairs against OpenCV's DualTVL1 itself
     (one process per pair);
   * times tvl1_cuda.solve on batches of --batches pairs (the distinct pairs
-    repeated), for each --threads per block, after a warm-up that compiles
-    the kernel.
+    repeated), for each kernel: the columns kernel with each of --sweeps
+    iterations a pass (and each of --column_registers), the pixels kernel with
+    each of --threads per block; after a warm-up that compiles them.
 
 It needs an NVIDIA GPU and numba's CUDA target, not TensorFlow or PyAV:
 
@@ -50,8 +51,19 @@ _DISTINCT = flags.DEFINE_integer(
 _BATCHES = flags.DEFINE_list(
     'batches', ['64', '264'], 'Pairs per timed call (distinct pairs repeated).'
 )
+_KERNELS = flags.DEFINE_list(
+    'kernels', list(tvl1_cuda.KERNELS), 'tvl1_cuda kernels to time.'
+)
+_SWEEPS = flags.DEFINE_list(
+    'sweeps', [str(tvl1_cuda.SWEEP)], 'Iterations a pass, columns kernel.'
+)
+_COLUMN_REGISTERS = flags.DEFINE_list(
+    'column_registers',
+    ['0'],
+    'Register caps a thread for the columns kernel (0: the compiler picks).',
+)
 _THREADS = flags.DEFINE_list(
-    'threads', ['256', '512', '1024'], 'Threads per block (one block a pair).'
+    'threads', ['512'], 'Threads per block, pixels kernel.'
 )
 _OPENCV_PAIRS = flags.DEFINE_integer(
     'opencv_pairs',
@@ -90,6 +102,37 @@ def _parse_size(text: str):
   return height, width
 
 
+def _configs() -> List[Dict[str, Any]]:
+  """The kernel settings to time: keyword arguments of tvl1_cuda.solve."""
+  configs = []
+  for kernel in _KERNELS.value:
+    if kernel not in tvl1_cuda.KERNELS:
+      raise app.UsageError(
+          f'--kernels takes {", ".join(tvl1_cuda.KERNELS)}; got {kernel!r}.'
+      )
+    if kernel == 'columns':
+      for sweep in map(int, _SWEEPS.value):
+        for registers in map(int, _COLUMN_REGISTERS.value):
+          configs.append(
+              {
+                  'kernel': kernel,
+                  'sweep': sweep,
+                  'max_registers': registers or None,
+              }
+          )
+    else:
+      for threads in map(int, _THREADS.value):
+        configs.append({'kernel': kernel, 'threads': threads})
+  return configs
+
+
+def _label(config: Dict[str, Any]) -> str:
+  if config['kernel'] == 'columns':
+    registers = config['max_registers'] or 'auto'
+    return f'columns sweep {config["sweep"]} registers {registers}'
+  return f'pixels threads {config["threads"]}'
+
+
 def measure(frames: np.ndarray) -> Dict[str, Any]:
   """Times and checks the GPU on the pairs of uint8 gray frames [N + 1, H, W]."""
   height, width = frames.shape[1:]
@@ -105,7 +148,7 @@ def measure(frames: np.ndarray) -> Dict[str, Any]:
       'runs': [],
   }
   identical = True
-  for threads in map(int, _THREADS.value):
+  for config in _configs():
     for batch in map(int, _BATCHES.value):
       reps = -(-batch // len(first))
       a = np.concatenate([first] * reps)[:batch]
@@ -113,13 +156,15 @@ def measure(frames: np.ndarray) -> Dict[str, Any]:
       expected = np.concatenate([reference] * reps)[:batch]
       stats = {}
       begin = time.perf_counter()
-      flow, gpu_iterations = tvl1_cuda.solve(a, b, threads=threads, stats=stats)
+      flow, gpu_iterations = tvl1_cuda.solve(a, b, stats=stats, **config)
       seconds = time.perf_counter() - begin
       same = bool(np.array_equal(flow, expected))
       identical &= same
       row['runs'].append(
           {
-              'threads': threads,
+              **config,
+              'label': _label(config),
+              'levels_run_by': stats['kernels'],
               'batch': batch,
               'seconds': seconds,
               'pairs_per_second': batch / seconds,
@@ -138,9 +183,8 @@ def measure(frames: np.ndarray) -> Dict[str, Any]:
           }
       )
       print(
-          f'{height}x{width} threads {threads:>4} batch '
-          f'{batch:>4}: {batch / seconds:8.1f} pairs/s, identical to tvl1.py: '
-          f'{same}',
+          f'{height}x{width} {_label(config)} batch {batch:>4}: '
+          f'{batch / seconds:8.1f} pairs/s, identical to tvl1.py: {same}',
           flush=True,
       )
   row['identical_to_tvl1_cpu'] = identical
@@ -174,7 +218,7 @@ def table(results: Dict[str, Any]) -> str:
     vs = row.get('vs_opencv', {})
     lines.append(
         f'{size} {row["motion"]:<5} best {best["pairs_per_second"]:8.1f} '
-        f'(threads {best["threads"]}, batch {best["batch"]}); tvl1.py on '
+        f'({best["label"]}, batch {best["batch"]}); tvl1.py on '
         f'{results["cpu_count"]} cores '
         f'{row["cpu_numba_all_cores_pairs_per_second"]:.2f}; identical to '
         f'tvl1.py: {row["identical_to_tvl1_cpu"]}; vs OpenCV '
@@ -184,7 +228,7 @@ def table(results: Dict[str, Any]) -> str:
     )
     for run in row['runs']:
       lines.append(
-          f'    threads {run["threads"]:>4} batch {run["batch"]:>4}: '
+          f'    {run["label"]} batch {run["batch"]:>4}: '
           f'{run["pairs_per_second"]:8.1f} pairs/s '
           f'({run["seconds"]:.2f} s, kernels '
           f'{sum(run["kernel_seconds_per_level"]):.2f} s), identical '
@@ -215,12 +259,20 @@ def main(argv: Sequence[str]) -> None:
       'numba': numba.__version__,
       'rows': [],
   }
-  begin = time.perf_counter()
   warm = synthetic_videos.gray_frames('small', 32, 40, 2)
-  tvl1_cuda.solve(warm[:1], warm[1:])
+  results['compile_seconds'] = {}
+  for config in [{}] + _configs():
+    # The default settings first: what a user's first call pays.
+    begin = time.perf_counter()
+    tvl1_cuda.solve(warm[:1], warm[1:], **config)
+    label = _label(config) if config else 'default'
+    results['compile_seconds'][label] = time.perf_counter() - begin
+    print(
+        f'{label}: compiled in {time.perf_counter() - begin:.1f} s', flush=True
+    )
+  begin = time.perf_counter()
   tvl1.solve(warm[:1], warm[1:])
-  results['compile_seconds'] = time.perf_counter() - begin
-  print(f'compiled in {results["compile_seconds"]:.1f} s', flush=True)
+  results['compile_seconds']['tvl1.py'] = time.perf_counter() - begin
   rows: List[Dict[str, Any]] = []
   cases = []
   for height, width in sizes:

@@ -41,7 +41,7 @@ channel 0 is x.
 import contextlib
 import math
 import threading
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import cv2
 import numba
@@ -672,46 +672,57 @@ def _levels_serial(first, second, u1, u2, weights, iterations):
 _PARALLEL_LOCK = threading.Lock()
 
 
-def _pyramid(frames: np.ndarray) -> List[np.ndarray]:
+def level_shapes(height: int, width: int) -> List[Tuple[int, int]]:
+  """The (height, width) of each pyramid level, finest first, as OpenCV's."""
+  shapes = [(height, width)]
+  for _ in range(1, NSCALES):
+    height, width = shapes[-1]
+    height, width = round(height * SCALE_STEP), round(width * SCALE_STEP)
+    if height < MIN_LEVEL_SIZE or width < MIN_LEVEL_SIZE:
+      break
+    shapes.append((height, width))
+  return shapes
+
+
+def _pyramid(
+    frames: np.ndarray, out: Optional[List[np.ndarray]] = None
+) -> List[np.ndarray]:
   """OpenCV's image pyramid of uint8 [N, H, W]: float32 [N, h, w] per level.
 
   cv2.resize itself makes the levels: on x86 builds it uses Intel IPP, whose
   rounding differs from OpenCV's own code in the last bit, and the solver is
-  sensitive enough for that to show.
+  sensitive enough for that to show. `out`, if given, receives the levels
+  (shaped as level_shapes says).
   """
-  levels = [frames.astype(np.float32)]
-  for _ in range(1, NSCALES):
-    height, width = levels[-1].shape[1:]
-    if (
-        round(height * SCALE_STEP) < MIN_LEVEL_SIZE
-        or round(width * SCALE_STEP) < MIN_LEVEL_SIZE
-    ):
-      break
-    levels.append(
-        np.stack(
-            [
-                cv2.resize(
-                    f,
-                    None,
-                    fx=SCALE_STEP,
-                    fy=SCALE_STEP,
-                    interpolation=cv2.INTER_LINEAR,
-                )
-                for f in levels[-1]
-            ]
-        )
-    )
-  return levels
+  if out is None:
+    out = [
+        np.empty((len(frames), h, w), np.float32)
+        for h, w in level_shapes(*frames.shape[1:])
+    ]
+  for i, frame in enumerate(frames):
+    out[0][i] = frame
+    for finer, level in zip(out, out[1:]):
+      cv2.resize(
+          finer[i],
+          None,
+          dst=level[i],
+          fx=SCALE_STEP,
+          fy=SCALE_STEP,
+          interpolation=cv2.INTER_LINEAR,
+      )
+  return out
 
 
-def _upscale(u: np.ndarray, height: int, width: int) -> np.ndarray:
+def _upscale(
+    u: np.ndarray, height: int, width: int, out: Optional[np.ndarray] = None
+) -> np.ndarray:
   """A coarser level's flow [N, h, w] -> the finer level's, times 1 / 0.8."""
-  return np.stack(
-      [
-          cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)
-          for f in u
-      ]
-  ) * np.float32(1.0 / SCALE_STEP)
+  if out is None:
+    out = np.empty((len(u), height, width), np.float32)
+  for f, o in zip(u, out):
+    cv2.resize(f, (width, height), dst=o, interpolation=cv2.INTER_LINEAR)
+  out *= np.float32(1.0 / SCALE_STEP)
+  return out
 
 
 def _check_gray(name: str, x: np.ndarray) -> np.ndarray:

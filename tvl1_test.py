@@ -120,6 +120,52 @@ class StepsTest(parameterized.TestCase):
     )
 
 
+class PyramidTest(absltest.TestCase):
+
+  def test_levels_are_opencv_resizes_and_fill_the_given_arrays(self):
+    rng = np.random.default_rng(0)
+    frames = (rng.random((2, 33, 71)) * 255).astype(np.uint8)
+    levels = tvl1._pyramid(frames)
+    self.assertEqual(
+        [level.shape[1:] for level in levels], tvl1.level_shapes(33, 71)
+    )
+    for i, frame in enumerate(frames):
+      expected = frame.astype(np.float32)
+      np.testing.assert_array_equal(levels[0][i], expected)
+      for level in levels[1:]:
+        expected = cv2.resize(
+            expected,
+            None,
+            fx=tvl1.SCALE_STEP,
+            fy=tvl1.SCALE_STEP,
+            interpolation=cv2.INTER_LINEAR,
+        )
+        np.testing.assert_array_equal(level[i], expected)
+    out = [np.full_like(level, np.nan) for level in levels]
+    self.assertIs(tvl1._pyramid(frames, out), out)
+    for got, want in zip(out, levels):
+      np.testing.assert_array_equal(got, want)
+
+  def test_level_shapes_stop_below_the_smallest_level(self):
+    self.assertEqual(tvl1.level_shapes(20, 20), [(20, 20), (16, 16)])
+    self.assertEqual(tvl1.level_shapes(16, 17), [(16, 17)])
+    self.assertEqual(
+        tvl1.level_shapes(256, 455),
+        [(256, 455), (205, 364), (164, 291), (131, 233), (105, 186)],
+    )
+
+  def test_upscale_fills_the_given_array(self):
+    rng = np.random.default_rng(1)
+    u = rng.standard_normal((2, 16, 17)).astype(np.float32)
+    out = np.full((2, 20, 21), np.nan, np.float32)
+    self.assertIs(tvl1._upscale(u, 20, 21, out), out)
+    for i in range(2):
+      expected = cv2.resize(u[i], (21, 20), interpolation=cv2.INTER_LINEAR)
+      np.testing.assert_array_equal(
+          out[i], expected * np.float32(1 / tvl1.SCALE_STEP)
+      )
+
+
 class FlowTest(parameterized.TestCase):
 
   def assert_faithful(self, flow, expected):
