@@ -102,8 +102,30 @@ def _parse_size(text: str):
   return height, width
 
 
+def _numbers(flag: str, values: Sequence[str], lowest: int) -> List[int]:
+  """A list flag's integers, each at least `lowest`, or a usage error."""
+  try:
+    numbers = [int(v) for v in values]
+  except ValueError:
+    numbers = []
+  if not numbers or min(numbers) < lowest:
+    raise app.UsageError(
+        f'--{flag} takes integers of at least {lowest}; got '
+        f'{",".join(values)!r}.'
+    )
+  return numbers
+
+
 def _configs() -> List[Dict[str, Any]]:
   """The kernel settings to time: keyword arguments of tvl1_cuda.solve."""
+  sweeps = _numbers('sweeps', _SWEEPS.value, 2)
+  for sweep in sweeps:
+    try:
+      tvl1_cuda.check_sweep(sweep)
+    except ValueError as e:
+      raise app.UsageError(f'--sweeps: {e}') from None
+  registers = _numbers('column_registers', _COLUMN_REGISTERS.value, 0)
+  threads = _numbers('threads', _THREADS.value, 1)
   configs = []
   for kernel in _KERNELS.value:
     if kernel not in tvl1_cuda.KERNELS:
@@ -111,18 +133,14 @@ def _configs() -> List[Dict[str, Any]]:
           f'--kernels takes {", ".join(tvl1_cuda.KERNELS)}; got {kernel!r}.'
       )
     if kernel == 'columns':
-      for sweep in map(int, _SWEEPS.value):
-        for registers in map(int, _COLUMN_REGISTERS.value):
+      for sweep in sweeps:
+        for cap in registers:
           configs.append(
-              {
-                  'kernel': kernel,
-                  'sweep': sweep,
-                  'max_registers': registers or None,
-              }
+              {'kernel': kernel, 'sweep': sweep, 'max_registers': cap or None}
           )
     else:
-      for threads in map(int, _THREADS.value):
-        configs.append({'kernel': kernel, 'threads': threads})
+      for count in threads:
+        configs.append({'kernel': kernel, 'threads': count})
   return configs
 
 
@@ -241,6 +259,7 @@ def table(results: Dict[str, Any]) -> str:
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}.')
+  _configs()  # The kernel flags, checked before anything runs.
   if not tvl1_cuda.available():
     raise app.UsageError(
         f'benchmark_tvl1_cuda.py needs a CUDA GPU: '

@@ -702,7 +702,7 @@ def _pyramid(
   for i, frame in enumerate(frames):
     out[0][i] = frame
     for finer, level in zip(out, out[1:]):
-      cv2.resize(
+      made = cv2.resize(
           finer[i],
           None,
           dst=level[i],
@@ -710,6 +710,12 @@ def _pyramid(
           fy=SCALE_STEP,
           interpolation=cv2.INTER_LINEAR,
       )
+      if made.shape != level[i].shape:
+        # cv2 would have written a new array and left the level unfilled.
+        raise ValueError(
+            f'`out` levels must be shaped as level_shapes says: OpenCV made '
+            f'{made.shape} for a level of {level[i].shape}.'
+        )
   return out
 
 

@@ -598,6 +598,15 @@ def _pixels_kernel(
     iterations[n] = total_iterations
 
 
+def check_sweep(sweep: int) -> None:
+  """Raises ValueError unless `sweep` can be the columns kernel's."""
+  if sweep < 2 or tvl1.INNER_ITERATIONS % sweep:
+    raise ValueError(
+        f'`sweep` must be at least 2 and divide {tvl1.INNER_ITERATIONS}; '
+        f'got {sweep}.'
+    )
+
+
 def _columns_width(sweep: int) -> int:
   """The widest level (a multiple of 32) the columns kernel can take."""
   width = _SHARED_FLOATS // (4 * sweep - 2) // 32 * 32
@@ -626,11 +635,6 @@ def _columns_kernel(sweep: int, max_registers: Optional[int]):
   key = (sweep, max_registers)
   if key in _COLUMNS_KERNELS:
     return _COLUMNS_KERNELS[key]
-  if sweep < 2 or tvl1.INNER_ITERATIONS % sweep:
-    raise ValueError(
-        f'`sweep` must be at least 2 and divide {tvl1.INNER_ITERATIONS}; '
-        f'got {sweep}.'
-    )
   max_width = _columns_width(sweep)
   buffer_floats = (4 * sweep - 2) * max_width
   sp_base = 2 * sweep * max_width
@@ -1015,11 +1019,7 @@ def solve(
     )
   if kernel not in KERNELS:
     raise ValueError(f'`kernel` must be one of {KERNELS}; got {kernel!r}.')
-  if sweep < 2 or tvl1.INNER_ITERATIONS % sweep:
-    raise ValueError(
-        f'`sweep` must be at least 2 and divide {tvl1.INNER_ITERATIONS}; '
-        f'got {sweep}.'
-    )
+  check_sweep(sweep)
   first = tvl1._check_gray('first', first)  # pylint: disable=protected-access
   second = tvl1._check_gray('second', second)  # pylint: disable=protected-access
   if first.shape != second.shape:

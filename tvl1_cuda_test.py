@@ -148,6 +148,21 @@ class Tvl1CudaKernelChoiceTest(absltest.TestCase):
 
 class Tvl1CudaErrorsTest(absltest.TestCase):
 
+  def test_benchmark_refuses_a_bad_sweep_before_any_work(self):
+    results = testing.entry_cases(
+        'benchmark_tvl1_cuda', [['--sweeps=4'], ['--column_registers=x']]
+    )
+    self.assertNotEqual(results[0]['code'], 0)
+    self.assertIn(
+        '--sweeps: `sweep` must be at least 2 and divide 30; got 4',
+        results[0]['stderr'],
+    )
+    self.assertNotEqual(results[1]['code'], 0)
+    self.assertIn(
+        "--column_registers takes integers of at least 0; got 'x'",
+        results[1]['stderr'],
+    )
+
   def test_kernel_and_sweep_are_checked(self):
     frames = np.zeros((2, 8, 8), np.uint8)
     with self.assertRaisesRegex(

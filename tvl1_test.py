@@ -146,6 +146,15 @@ class PyramidTest(absltest.TestCase):
     for got, want in zip(out, levels):
       np.testing.assert_array_equal(got, want)
 
+  def test_misshapen_levels_are_refused_not_left_unfilled(self):
+    frames = np.zeros((1, 33, 71), np.uint8)
+    out = [
+        np.empty((1, h, w), np.float32) for h, w in tvl1.level_shapes(33, 71)
+    ]
+    out[1] = np.empty((1, 26, 56), np.float32)
+    with self.assertRaisesRegex(ValueError, r'`out` levels must be shaped'):
+      tvl1._pyramid(frames, out)
+
   def test_level_shapes_stop_below_the_smallest_level(self):
     self.assertEqual(tvl1.level_shapes(20, 20), [(20, 20), (16, 16)])
     self.assertEqual(tvl1.level_shapes(16, 17), [(16, 17)])
